@@ -1,0 +1,56 @@
+//! CreateAccount: register a username and start a session.
+
+use chat_shared::proto::{AuthResponse, CreateAccountRequest};
+use chat_shared::validate;
+
+use super::{ApiError, Context, account_proto, request_id};
+use crate::ids::AccountId;
+use crate::state::query::{self, AccountStatus};
+use crate::state::{Command, CommandError};
+use crate::writer::Outcome;
+
+pub async fn handle(ctx: &Context, req: CreateAccountRequest) -> Result<AuthResponse, ApiError> {
+    validate::username(&req.username)?;
+    validate::password(&req.password)?;
+    let rid = request_id(&req.request_id)?;
+    let account = AccountId::derive(&validate::normalize_username(&req.username), &rid);
+    let password_hash = ctx.passwords.hash(req.password.clone()).await?;
+    let outcome = ctx
+        .writer
+        .submit(
+            rid,
+            Command::CreateAccount {
+                username: req.username.clone(),
+                password_hash,
+            },
+        )
+        .await?;
+    let kv = ctx.store.reader();
+    let status = query::account_status(&kv, account)?;
+    if outcome == Outcome::AlreadyDone {
+        // A retry: only the holder of the password gets the session.
+        let stored = match &status {
+            AccountStatus::Active(rec) => Some(rec.password_hash.clone()),
+            _ => None,
+        };
+        if stored.is_none() || !ctx.passwords.verify(req.password, stored).await {
+            return Err(CommandError::UsernameTaken(req.username).into());
+        }
+    }
+    match status {
+        AccountStatus::Active(rec) => {
+            let (token, expires_at_ms) = ctx.issue(account);
+            Ok(AuthResponse {
+                token,
+                expires_at_ms,
+                account: Some(account_proto(account, &rec)),
+                unread_count: query::unread_count(&kv, account)?,
+            })
+        }
+        // Another replica's registration of the same name reached us while
+        // ours was being relayed, and it came first.
+        AccountStatus::LostName(_) => Err(CommandError::UsernameTaken(req.username).into()),
+        AccountStatus::Deleted(rec) => Err(CommandError::AccountDeleted(rec.username).into()),
+        AccountStatus::Unknown => Err(CommandError::UnknownAccount(account).into()),
+    }
+}

@@ -1,0 +1,40 @@
+//! DeleteAccount: delete the caller's account, confirmed by its password.
+//!
+//! The username is retired forever and the id never reused. Messages the
+//! account sent stay in their recipients' conversations, shown as from a
+//! deleted account; messages it received stay in their senders'
+//! conversations. Its sessions stop working everywhere the deletion has
+//! been applied.
+
+use chat_shared::proto::{DeleteAccountRequest, DeleteAccountResponse};
+use tonic::Request;
+
+use super::{ApiError, Context, request_id};
+use crate::state::Command;
+
+pub async fn handle(
+    ctx: &Context,
+    req: Request<DeleteAccountRequest>,
+) -> Result<DeleteAccountResponse, ApiError> {
+    let session = ctx.authenticate(&req)?;
+    let req = req.into_inner();
+    let rid = request_id(&req.request_id)?;
+    if !ctx
+        .passwords
+        .verify(req.password, Some(session.record.password_hash))
+        .await
+    {
+        return Err(ApiError::WrongPassword(
+            "the password is incorrect; the account was not deleted".into(),
+        ));
+    }
+    ctx.writer
+        .submit(
+            rid,
+            Command::DeleteAccount {
+                account: session.account,
+            },
+        )
+        .await?;
+    Ok(DeleteAccountResponse {})
+}

@@ -1,0 +1,36 @@
+//! ListServers: the replicas a client may use, for failover.
+
+use chat_shared::proto::{ListServersResponse, Server};
+
+use super::Context;
+
+/// Where the server list comes from: the replication layer's view of its
+/// peers (or, for a replica on its own, just itself).
+pub trait ServerList: Send + Sync {
+    /// Every known replica, this one included, with its liveness as seen
+    /// from here.
+    fn servers(&self) -> Vec<Server>;
+}
+
+/// A replica with no peers.
+pub struct Standalone {
+    pub id: u32,
+    pub url: String,
+}
+
+impl ServerList for Standalone {
+    fn servers(&self) -> Vec<Server> {
+        vec![Server {
+            id: self.id,
+            url: self.url.clone(),
+            live: true,
+        }]
+    }
+}
+
+pub fn handle(ctx: &Context) -> ListServersResponse {
+    ListServersResponse {
+        servers: ctx.servers.servers(),
+        this_server_id: ctx.replica_id,
+    }
+}

@@ -1,0 +1,269 @@
+//! The client API: `chat.v1.Chat`, served over gRPC and gRPC-web.
+//!
+//! One file per call, each with a `handle` function that takes the shared
+//! [`Context`] and the request and returns the response or an [`ApiError`];
+//! this file only routes, so a call's whole path is findable by name:
+//! `SendMessage` → `send_message.rs` → `writer` → `state::command` /
+//! `state::apply`.
+//!
+//! Every handler validates its input with `chat_shared::validate` before
+//! touching state, and authenticates with [`Context::authenticate`] (except
+//! CreateAccount, Login and ListServers).
+
+mod create_account;
+mod cursor;
+mod delete_account;
+mod delete_messages;
+pub mod error;
+mod get_history;
+mod list_accounts;
+mod list_conversations;
+pub mod list_servers;
+mod list_unread;
+mod login;
+mod mark_read;
+mod send_message;
+mod subscribe;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chat_shared::proto;
+use tokio::sync::watch;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Passwords, SessionError, Sessions};
+use crate::events::EventHub;
+use crate::hlc;
+use crate::ids::{AccountId, MessageId, RequestId};
+use crate::state::query::{self, AccountStatus};
+use crate::state::records::{AccountRecord, MessageRecord};
+use crate::state::{KvRead, StorageError};
+use crate::storage::Store;
+use crate::writer::Writer;
+pub use error::ApiError;
+pub use list_servers::ServerList;
+
+/// Everything a handler may use.
+pub struct Context {
+    pub replica_id: u32,
+    pub store: Arc<Store>,
+    pub writer: Writer,
+    pub sessions: Sessions,
+    pub passwords: Passwords,
+    pub events: EventHub,
+    pub servers: Arc<dyn ServerList>,
+    /// Flips to true when the replica shuts down; ends live streams.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// An authenticated caller.
+pub struct Session {
+    pub account: AccountId,
+    pub record: AccountRecord,
+}
+
+impl Context {
+    /// Checks the bearer token and that its account still exists here.
+    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Session, ApiError> {
+        let header = match request.metadata().get("authorization") {
+            Some(v) => Some(v.to_str().map_err(|_| SessionError::Malformed)?),
+            None => None,
+        };
+        let account = self.sessions.verify(Sessions::bearer(header)?)?;
+        match query::account_status(&self.store.reader(), account)? {
+            AccountStatus::Active(record) => Ok(Session { account, record }),
+            AccountStatus::Deleted(_) => Err(ApiError::Unauthenticated(
+                "this account has been deleted".into(),
+            )),
+            AccountStatus::LostName(rec) => Err(lost_name(&rec.username)),
+            // Valid token, account not here: created on another replica that
+            // has not reached this one. Cannot happen for an acknowledged
+            // creation unless this replica was partitioned away.
+            AccountStatus::Unknown => Err(ApiError::Unauthenticated(
+                "this replica does not know your account yet; try another server".into(),
+            )),
+        }
+    }
+
+    /// A new session token for `account`.
+    pub fn issue(&self, account: AccountId) -> (String, i64) {
+        let (token, exp) = self.sessions.issue(account, hlc::wall_clock_ms() / 1000);
+        (token, exp as i64 * 1000)
+    }
+}
+
+pub(crate) fn lost_name(username: &str) -> ApiError {
+    ApiError::Unauthenticated(format!(
+        "the username '{username}' was registered by someone else at the same moment on \
+         another server, and their registration came first; please create a new account \
+         with a different username"
+    ))
+}
+
+pub(crate) fn request_id(bytes: &[u8]) -> Result<RequestId, ApiError> {
+    Ok(chat_shared::validate::request_id(bytes)?)
+}
+
+pub(crate) fn parse_ids(ids: &[String]) -> Result<Vec<MessageId>, ApiError> {
+    chat_shared::validate::id_count(ids.len())?;
+    ids.iter().map(|s| Ok(s.parse()?)).collect()
+}
+
+pub(crate) fn account_proto(id: AccountId, rec: &AccountRecord) -> proto::Account {
+    proto::Account {
+        id: id.to_string(),
+        username: rec.username.clone(),
+        created_at_ms: rec.created.map_or(0, |s| hlc::to_millis(s.hlc)),
+        deleted: rec.deleted,
+    }
+}
+
+/// Builds client messages, looking each account up once.
+pub(crate) struct MessageBuilder<'a, R: KvRead> {
+    kv: &'a R,
+    accounts: HashMap<AccountId, proto::Account>,
+}
+
+impl<'a, R: KvRead> MessageBuilder<'a, R> {
+    pub fn new(kv: &'a R) -> Self {
+        Self {
+            kv,
+            accounts: HashMap::new(),
+        }
+    }
+
+    pub fn account(&mut self, id: AccountId) -> Result<proto::Account, StorageError> {
+        if let Some(a) = self.accounts.get(&id) {
+            return Ok(a.clone());
+        }
+        let a = match query::account(self.kv, id)? {
+            Some(rec) => account_proto(id, &rec),
+            // Not arrived here yet (created on another replica).
+            None => proto::Account {
+                id: id.to_string(),
+                ..Default::default()
+            },
+        };
+        self.accounts.insert(id, a.clone());
+        Ok(a)
+    }
+
+    pub fn message(
+        &mut self,
+        id: MessageId,
+        rec: &MessageRecord,
+    ) -> Result<proto::Message, StorageError> {
+        Ok(proto::Message {
+            id: id.to_string(),
+            sender: Some(self.account(rec.sender)?),
+            recipient: Some(self.account(rec.recipient)?),
+            body: rec.body.clone(),
+            sent_at_ms: hlc::to_millis(rec.stamp.hlc),
+            read: rec.read,
+        })
+    }
+}
+
+/// The tonic service: routes each call to its handler.
+#[derive(Clone)]
+pub struct ChatApi {
+    ctx: Arc<Context>,
+}
+
+impl ChatApi {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply<T>(r: Result<T, ApiError>) -> Reply<T> {
+    r.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl proto::chat_server::Chat for ChatApi {
+    async fn create_account(
+        &self,
+        r: Request<proto::CreateAccountRequest>,
+    ) -> Reply<proto::AuthResponse> {
+        reply(create_account::handle(&self.ctx, r.into_inner()).await)
+    }
+
+    async fn login(&self, r: Request<proto::LoginRequest>) -> Reply<proto::AuthResponse> {
+        reply(login::handle(&self.ctx, r.into_inner()).await)
+    }
+
+    async fn list_accounts(
+        &self,
+        r: Request<proto::ListAccountsRequest>,
+    ) -> Reply<proto::ListAccountsResponse> {
+        reply(list_accounts::handle(&self.ctx, r).await)
+    }
+
+    async fn send_message(
+        &self,
+        r: Request<proto::SendMessageRequest>,
+    ) -> Reply<proto::SendMessageResponse> {
+        reply(send_message::handle(&self.ctx, r).await)
+    }
+
+    async fn list_unread(
+        &self,
+        r: Request<proto::ListUnreadRequest>,
+    ) -> Reply<proto::ListUnreadResponse> {
+        reply(list_unread::handle(&self.ctx, r).await)
+    }
+
+    async fn list_conversations(
+        &self,
+        r: Request<proto::ListConversationsRequest>,
+    ) -> Reply<proto::ListConversationsResponse> {
+        reply(list_conversations::handle(&self.ctx, r).await)
+    }
+
+    async fn get_history(
+        &self,
+        r: Request<proto::GetHistoryRequest>,
+    ) -> Reply<proto::GetHistoryResponse> {
+        reply(get_history::handle(&self.ctx, r).await)
+    }
+
+    async fn mark_read(
+        &self,
+        r: Request<proto::MarkReadRequest>,
+    ) -> Reply<proto::MarkReadResponse> {
+        reply(mark_read::handle(&self.ctx, r).await)
+    }
+
+    async fn delete_messages(
+        &self,
+        r: Request<proto::DeleteMessagesRequest>,
+    ) -> Reply<proto::DeleteMessagesResponse> {
+        reply(delete_messages::handle(&self.ctx, r).await)
+    }
+
+    async fn delete_account(
+        &self,
+        r: Request<proto::DeleteAccountRequest>,
+    ) -> Reply<proto::DeleteAccountResponse> {
+        reply(delete_account::handle(&self.ctx, r).await)
+    }
+
+    type SubscribeStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
+
+    async fn subscribe(&self, r: Request<proto::SubscribeRequest>) -> Reply<Self::SubscribeStream> {
+        reply(subscribe::handle(&self.ctx, r).await)
+    }
+
+    async fn list_servers(
+        &self,
+        _r: Request<proto::ListServersRequest>,
+    ) -> Reply<proto::ListServersResponse> {
+        Ok(Response::new(list_servers::handle(&self.ctx)))
+    }
+}

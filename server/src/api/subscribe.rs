@@ -1,0 +1,152 @@
+//! Subscribe: live events for the caller's account.
+//!
+//! The stream starts with `Subscribed` (after which no change is missed) and
+//! then carries every change to the caller's conversations as this replica
+//! applies it -- including changes accepted by other replicas, which arrive
+//! here by replication. It ends when the client cancels, the account is
+//! deleted, or the replica shuts down; a client then re-subscribes
+//! (anywhere) and refreshes its views.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chat_shared::proto::{
+    Event, Lagged, MessagesDeleted, MessagesRead, SubscribeRequest, Subscribed, event,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Status};
+
+use super::{ApiError, ChatApi, Context, MessageBuilder};
+use crate::ids::AccountId;
+use crate::state::{Change, query};
+
+/// Events buffered for a client before the stream applies backpressure.
+const BUFFER: usize = 64;
+
+pub async fn handle(
+    ctx: &Arc<Context>,
+    req: Request<SubscribeRequest>,
+) -> Result<<ChatApi as chat_shared::proto::chat_server::Chat>::SubscribeStream, ApiError> {
+    let session = ctx.authenticate(&req)?;
+    // Subscribe before reading the unread count, so nothing falls between.
+    let changes = ctx.events.subscribe();
+    let unread_count = query::unread_count(&ctx.store.reader(), session.account)?;
+    let (tx, rx) = mpsc::channel(BUFFER);
+    let first = Event {
+        kind: Some(event::Kind::Subscribed(Subscribed {
+            server_id: ctx.replica_id,
+            unread_count,
+        })),
+    };
+    tx.send(Ok(first)).await.ok();
+    tokio::spawn(forward(ctx.clone(), session.account, changes, tx));
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+async fn forward(
+    ctx: Arc<Context>,
+    me: AccountId,
+    mut changes: broadcast::Receiver<Arc<Vec<Change>>>,
+    tx: mpsc::Sender<Result<Event, Status>>,
+) {
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let batch = tokio::select! {
+            batch = changes.recv() => batch,
+            _ = tx.closed() => return,
+            _ = shutdown.changed() => {
+                let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
+                return;
+            }
+        };
+        let events = match batch {
+            Ok(batch) => match events_for(&ctx, me, &batch) {
+                Ok(events) => events,
+                Err(status) => vec![Err(status)],
+            },
+            Err(broadcast::error::RecvError::Lagged(missed)) => vec![Ok(Event {
+                kind: Some(event::Kind::Lagged(Lagged { missed })),
+            })],
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        for e in events {
+            let end = e.is_err();
+            if tx.send(e).await.is_err() || end {
+                return;
+            }
+        }
+    }
+}
+
+/// The events one batch of changes means for account `me`.
+fn events_for(
+    ctx: &Context,
+    me: AccountId,
+    batch: &[Change],
+) -> Result<Vec<Result<Event, Status>>, Status> {
+    let mut out = Vec::new();
+    let mut deleted = BTreeSet::new();
+    let mut read = BTreeSet::new();
+    let kv = ctx.store.reader();
+    let mut build = MessageBuilder::new(&kv);
+    let api = |e: crate::state::StorageError| Status::from(ApiError::from(e));
+    for change in batch {
+        match *change {
+            Change::MessageStored {
+                id,
+                sender,
+                recipient,
+            } if sender == me || recipient == me => {
+                // Deleted again before we got here: nothing to show.
+                if let Some(rec) = query::live_message(&kv, id).map_err(api)? {
+                    let m = build.message(id, &rec).map_err(api)?;
+                    out.push(Ok(Event {
+                        kind: Some(event::Kind::Message(m)),
+                    }));
+                }
+            }
+            Change::MessageDeleted {
+                id,
+                sender,
+                recipient,
+            } if sender == me || recipient == me => {
+                deleted.insert(id.to_string());
+            }
+            Change::MessageRead {
+                id,
+                sender,
+                recipient,
+            } if sender == me || recipient == me => {
+                read.insert(id.to_string());
+            }
+            Change::AccountDeleted { account } if account == me => {
+                out.push(Err(Status::unauthenticated(
+                    "this account has been deleted",
+                )));
+                return Ok(out);
+            }
+            _ => {}
+        }
+    }
+    if !deleted.is_empty() || !read.is_empty() {
+        let unread_count = query::unread_count(&kv, me).map_err(api)?;
+        if !deleted.is_empty() {
+            out.push(Ok(Event {
+                kind: Some(event::Kind::Deleted(MessagesDeleted {
+                    message_ids: deleted.into_iter().collect(),
+                    unread_count,
+                })),
+            }));
+        }
+        if !read.is_empty() {
+            out.push(Ok(Event {
+                kind: Some(event::Kind::Read(MessagesRead {
+                    message_ids: read.into_iter().collect(),
+                    unread_count,
+                })),
+            }));
+        }
+    }
+    Ok(out)
+}

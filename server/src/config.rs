@@ -1,0 +1,170 @@
+//! Command-line flags. Every flag has an environment-variable fallback, and
+//! the names are the ones docs, scripts and tests use.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat-server",
+    version,
+    about = "A replica of the replicated chat service",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a running replica's replication status (id, cutoffs, peers,
+    /// state digest) as JSON.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// This replica's id: a small positive integer, unique in the cluster.
+    #[arg(long, env = "CHAT_REPLICA_ID", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=u16::MAX as i64))]
+    pub id: u32,
+
+    /// Address of the client API (gRPC and gRPC-web, and the web app).
+    #[arg(long, env = "CHAT_CLIENT_ADDR", default_value = "127.0.0.1:7001")]
+    pub client_addr: SocketAddr,
+
+    /// Address of the replication API (native gRPC, peers only).
+    #[arg(long, env = "CHAT_REPLICATION_ADDR", default_value = "127.0.0.1:7101")]
+    pub replication_addr: SocketAddr,
+
+    /// URL clients should use to reach this replica's client API, as
+    /// announced in server lists [default: http(s)://<client-addr>].
+    #[arg(long, env = "CHAT_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// Directory holding this replica's log and state [default:
+    /// ./data/replica-<id>].
+    #[arg(long, env = "CHAT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// File holding the cluster secret, shared by all replicas (signs
+    /// sessions, authenticates peers). The environment variable
+    /// CHAT_CLUSTER_SECRET may hold the secret itself instead. With neither,
+    /// a secret is generated in <data-dir>/cluster.secret (fine for a single
+    /// replica; a cluster needs one shared secret).
+    #[arg(long, env = "CHAT_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// Replication addresses (host:port) of running replicas to join or
+    /// rejoin, comma-separated.
+    #[arg(long, env = "CHAT_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing
+    /// directives such as "info,chat_server::replication=debug".
+    #[arg(long, env = "CHAT_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// PEM certificate chain: serve both ports over TLS (with --tls-key).
+    /// Required beyond localhost: passwords travel inside requests.
+    #[arg(long, env = "CHAT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "CHAT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate that signed the peers' certificates, for
+    /// replication over TLS [default: the --tls-cert chain].
+    #[arg(long, env = "CHAT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// How long a session token stays valid, in seconds.
+    #[arg(long, env = "CHAT_SESSION_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub session_ttl_secs: u64,
+
+    /// How long a relay to a peer may take before the peer is declared
+    /// dead, in milliseconds. Must exceed the disk's worst fsync stall.
+    #[arg(long, env = "CHAT_RELAY_TIMEOUT_MS", default_value_t = 2000)]
+    pub relay_timeout_ms: u64,
+
+    /// Interval between heartbeats to each peer, in milliseconds.
+    #[arg(long, env = "CHAT_HEARTBEAT_MS", default_value_t = 250)]
+    pub heartbeat_ms: u64,
+
+    /// Directory of the web app to serve on the client port [default: ./dist
+    /// if it exists].
+    #[arg(long, env = "CHAT_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("data/replica-{}", self.id)))
+    }
+
+    pub fn advertise_url(&self) -> String {
+        self.advertise_url.clone().unwrap_or_else(|| {
+            let scheme = if self.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", self.client_addr)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Replication address of the replica to ask.
+    #[arg(long, env = "CHAT_REPLICATION_ADDR", default_value = "127.0.0.1:7101")]
+    pub replication_addr: String,
+
+    /// File holding the cluster secret (or set CHAT_CLUSTER_SECRET).
+    #[arg(long, env = "CHAT_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// PEM CA certificate to trust, if the replica serves TLS.
+    #[arg(long, env = "CHAT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse() {
+        Cli::command_for_test();
+        let cli = Cli::try_parse_from([
+            "chat-server",
+            "--id",
+            "3",
+            "--join",
+            "127.0.0.1:1,127.0.0.1:2",
+        ])
+        .unwrap();
+        assert_eq!(cli.serve.id, 3);
+        assert_eq!(cli.serve.join.len(), 2);
+        assert_eq!(cli.serve.data_dir(), PathBuf::from("data/replica-3"));
+        assert_eq!(cli.serve.advertise_url(), "http://127.0.0.1:7001");
+        assert!(Cli::try_parse_from(["chat-server", "--id", "0"]).is_err());
+        let status = Cli::try_parse_from(["chat-server", "status", "--replication-addr", "x:1"]);
+        assert!(matches!(status.unwrap().command, Some(Command::Status(_))));
+    }
+
+    impl Cli {
+        fn command_for_test() {
+            use clap::CommandFactory;
+            Cli::command().debug_assert();
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! A replica of the replicated chat service.
+//!
+//! The code is layered from a pure core outwards:
+//!
+//! * [`state`]: the replicated state machine: apply a log entry to the
+//!   materialized state, check a client command, answer queries. Pure and
+//!   deterministic; works on an abstract ordered key-value store.
+//! * [`entry`], [`ids`], [`hlc`]: what a log entry is, how ids are derived,
+//!   the hybrid logical clock that stamps entries.
+//! * [`storage`]: the log and the materialized state in fjall.
+//! * [`writer`]: the single writer: turns commands into entries, applies
+//!   them, group-commits them durably, publishes changes.
+//! * [`api`]: the client API (gRPC + gRPC-web), one file per call.
+//! * [`auth`]: sessions (JWT) and passwords (argon2id).
+//! * [`server`]: wiring: listeners, TLS, health, reflection, shutdown.
+//!
+//! `ARCHITECTURE.md` at the repository root walks a request through these.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod entry;
+pub mod events;
+pub mod hlc;
+pub mod ids;
+pub mod server;
+pub mod state;
+pub mod status;
+pub mod storage;
+pub mod writer;
+
+/// Code generated from `proto/chat/replication/v1/replication.proto`; the
+/// client API lives in `chat_shared::proto`.
+pub mod proto {
+    pub mod replication {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("chat.replication.v1");
+    }
+}

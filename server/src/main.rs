@@ -1,0 +1,30 @@
+//! `chat-server`: runs a replica, or (`chat-server status`) asks one for its
+//! replication status.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use chat_server::config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Status(args)) => chat_server::status::run(args).await,
+        None => {
+            let filter =
+                EnvFilter::try_new(&cli.serve.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            chat_server::server::serve(cli.serve)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Wiring: open the store, start the writer, serve the client API and the
+//! replication API on their ports, shut down cleanly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_shared::limits::REQUEST_MAX_BYTES;
+use chat_shared::proto::chat_server::ChatServer;
+use http::header::HeaderName;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+
+use crate::api::{ChatApi, Context, list_servers::Standalone};
+use crate::auth::{ClusterSecret, Passwords, Sessions};
+use crate::config::ServeArgs;
+use crate::events::EventHub;
+use crate::state::StorageError;
+use crate::storage::Store;
+use crate::writer::{CommittedBatch, LocalReply, Writer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The replica's identity, fixed when its data directory is created.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaIdentity {
+    pub id: u32,
+    pub instance: String,
+}
+
+/// Runs a replica until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let data_dir = args.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| ServeError::Config(format!("cannot create {}: {e}", data_dir.display())))?;
+    let secret = load_secret(args.cluster_secret_file.as_deref(), &data_dir)?;
+    let store = Arc::new(
+        Store::open(&data_dir.join("db"))
+            .map_err(|e| ServeError::Config(format!("cannot open {}: {e}", data_dir.display())))?,
+    );
+    let identity = load_identity(&store, args.id, &data_dir)?;
+    tracing::info!(id = identity.id, instance = %identity.instance, data_dir = %data_dir.display(), "opened store");
+
+    let events = EventHub::default();
+    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    let writer = Writer::start(store.clone(), args.id, events.clone(), acks_tx)?;
+    tokio::spawn(acknowledge(acks_rx));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ctx = Arc::new(Context {
+        replica_id: args.id,
+        store: store.clone(),
+        writer,
+        sessions: Sessions::new(&secret, args.session_ttl_secs),
+        passwords: Passwords::new().map_err(|e| ServeError::Config(e.to_string()))?,
+        events,
+        servers: Arc::new(Standalone {
+            id: args.id,
+            url: args.advertise_url(),
+        }),
+        shutdown: shutdown_rx.clone(),
+    });
+
+    let tls = tls_config(&args)?;
+    let client_listener = bind(args.client_addr).await?;
+    let replication_listener = bind(args.replication_addr).await?;
+    tracing::info!(
+        client = %client_listener.local_addr()?,
+        replication = %replication_listener.local_addr()?,
+        url = %args.advertise_url(),
+        "serving"
+    );
+
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown_tx.send(true);
+    });
+
+    let client = serve_client(ctx, client_listener, tls.clone(), shutdown_rx.clone());
+    let replication = serve_idle(replication_listener, tls, shutdown_rx.clone());
+    let servers = async {
+        let (c, r) = tokio::join!(client, replication);
+        c.and(r)
+    };
+    tokio::pin!(servers);
+    // Serve until the servers stop; after a shutdown signal, give in-flight
+    // calls a grace period, then stop regardless (every acknowledged write is
+    // already on disk, so nothing is lost by not waiting longer).
+    let mut grace = shutdown_rx;
+    tokio::select! {
+        result = &mut servers => result?,
+        _ = async {
+            let _ = grace.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// How long a shutting-down replica waits for open calls to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Answers each committed batch's clients. (Replication replaces this with
+/// the relay stage.)
+async fn acknowledge(mut acks: mpsc::UnboundedReceiver<CommittedBatch>) {
+    while let Some(batch) = acks.recv().await {
+        batch.replies.into_iter().for_each(LocalReply::send);
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// The client API: gRPC and gRPC-web on one port, plus health and
+/// reflection for grpcurl and load balancers.
+async fn serve_client(
+    ctx: Arc<Context>,
+    listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let chat = ChatServer::new(ChatApi::new(ctx)).max_decoding_message_size(REQUEST_MAX_BYTES);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ChatServer<ChatApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(chat_shared::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Config(format!("reflection: {e}")))?;
+    let grpc = Routes::new(chat)
+        .add_service(health_service)
+        .add_service(reflection)
+        .into_axum_router()
+        // gRPC-web only on the gRPC routes: static files must stay plain HTTP.
+        .route_layer(tonic_web::GrpcWebLayer::new());
+    let mut builder = Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)));
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
+        .layer(cors())
+        .add_routes(Routes::from(grpc))
+        .serve_with_incoming_shutdown(incoming(listener), async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await?;
+    Ok(())
+}
+
+async fn serve_idle(
+    listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let (_health, health_service) = tonic_health::server::health_reporter();
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
+        .add_service(health_service)
+        .serve_with_incoming_shutdown(incoming(listener), async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Browsers on any origin may call the API (sessions travel in a header, not
+/// a cookie, so there is no ambient authority to protect); they must be able
+/// to read gRPC's status trailers.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods(AllowMethods::any())
+        .allow_headers(AllowHeaders::any())
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+        ])
+        .max_age(Duration::from_secs(24 * 3600))
+}
+
+fn tls_config(args: &ServeArgs) -> Result<Option<ServerTlsConfig>, ServeError> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf| {
+        std::fs::read(p)
+            .map_err(|e| ServeError::Config(format!("cannot read {}: {e}", p.display())))
+    };
+    Ok(Some(
+        ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)),
+    ))
+}
+
+/// The cluster secret: CHAT_CLUSTER_SECRET, else the file given, else
+/// `<data-dir>/cluster.secret` (created on first start).
+pub fn load_secret(file: Option<&Path>, data_dir: &Path) -> Result<ClusterSecret, ServeError> {
+    if let Ok(value) = std::env::var("CHAT_CLUSTER_SECRET") {
+        return ClusterSecret::new(value.trim().as_bytes().to_vec()).map_err(ServeError::Config);
+    }
+    let path = match file {
+        Some(f) => f.to_path_buf(),
+        None => {
+            let path = data_dir.join("cluster.secret");
+            if !path.exists() {
+                tracing::warn!(
+                    path = %path.display(),
+                    "no cluster secret given: generated one; every replica of a cluster needs the same secret"
+                );
+                write_private(&path, hex::encode(rand::random::<[u8; 32]>()).as_bytes())?;
+            }
+            path
+        }
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        ServeError::Config(format!(
+            "cannot read cluster secret {}: {e}",
+            path.display()
+        ))
+    })?;
+    ClusterSecret::new(String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec())
+        .map_err(ServeError::Config)
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), ServeError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    opts.open(path)?.write_all(contents)?;
+    Ok(())
+}
+
+/// Checks the data directory belongs to replica `id` (or claims it for `id`).
+fn load_identity(store: &Store, id: u32, dir: &Path) -> Result<ReplicaIdentity, ServeError> {
+    if let Some(bytes) = store.meta_get("identity")? {
+        let identity: ReplicaIdentity = serde_json::from_slice(&bytes).map_err(|e| {
+            ServeError::Config(format!("corrupt identity in {}: {e}", dir.display()))
+        })?;
+        if identity.id != id {
+            return Err(ServeError::Config(format!(
+                "data directory {} belongs to replica {}, not {id}",
+                dir.display(),
+                identity.id
+            )));
+        }
+        return Ok(identity);
+    }
+    let identity = ReplicaIdentity {
+        id,
+        instance: hex::encode(rand::random::<[u8; 8]>()),
+    };
+    store.meta_put(
+        "identity",
+        &serde_json::to_vec(&identity).map_err(|e| ServeError::Config(e.to_string()))?,
+    )?;
+    Ok(identity)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

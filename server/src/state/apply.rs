@@ -1,0 +1,396 @@
+//! Applying a log entry to the materialized state.
+//!
+//! `apply` is a pure function of (state, entry): no clock, no I/O beyond the
+//! key-value interface it is handed, no randomness. Everything that varies
+//! (time, ids, who is live) was decided at the edge and written into the
+//! entry.
+//!
+//! ## Why the order of origins does not matter
+//!
+//! Replicas receive each origin's entries in sequence order, but the
+//! interleaving of different origins differs from replica to replica. Every
+//! rule below is written so that any interleaving gives the same state:
+//!
+//! * **References are trusted, not checked.** A send may arrive before the
+//!   creation of its sender (accepted by another replica that had already
+//!   seen the creation). The accepting replica validated the send; `apply`
+//!   stores it regardless of what it knows yet.
+//! * **Marks before the message.** A read mark or a delete for a message not
+//!   seen yet is parked in a `Pending` slot under the message id; when the
+//!   message arrives it is born read, or born deleted (it never appears).
+//!   After a delete the slot stays `Deleted` for good, so no later entry can
+//!   resurrect it and the id is never reused.
+//! * **Competing entries: lowest stamp wins.** Two creations of one username
+//!   (accepted concurrently by two replicas) both record a claim; the owner
+//!   of the name is the claimant with the lowest `(hlc, origin, seq)`,
+//!   recomputed whenever a claim arrives. Two sends with one message id (a
+//!   client retry that reached two replicas) are one message whose fields
+//!   come from the lowest stamp. `min` does not care about arrival order.
+//! * **Monotone flags.** `read` and `deleted` only ever turn on; counters and
+//!   "newest message" are maintained so that they always equal what a fresh
+//!   computation over the stored messages would give.
+//!
+//! The property test in `tests.rs` checks exactly this claim: random entry
+//! sets from three origins, applied in random per-origin-FIFO interleavings,
+//! give byte-identical state.
+
+use chat_shared::validate::normalize_username;
+
+use super::keys;
+use super::kv::{KvWrite, StorageError};
+use super::records::{
+    AccountRecord, Conversation, MessageRecord, MessageSlot, PendingMark, decode, encode,
+};
+use crate::entry::{Entry, Op, Stamp};
+use crate::ids::{AccountId, MessageId};
+
+/// What an applied entry changed, for live subscriptions. Only changes a user
+/// can observe are reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    MessageStored {
+        id: MessageId,
+        sender: AccountId,
+        recipient: AccountId,
+    },
+    MessageDeleted {
+        id: MessageId,
+        sender: AccountId,
+        recipient: AccountId,
+    },
+    MessageRead {
+        id: MessageId,
+        sender: AccountId,
+        recipient: AccountId,
+    },
+    AccountDeleted {
+        account: AccountId,
+    },
+}
+
+/// Applies one entry. The caller guarantees each entry is applied once, and
+/// each origin's entries in sequence order.
+pub fn apply(entry: &Entry, kv: &mut impl KvWrite) -> Result<Vec<Change>, StorageError> {
+    let stamp = entry.stamp();
+    let mut changes = Vec::new();
+    match &entry.op {
+        Op::CreateAccount {
+            account,
+            username,
+            password_hash,
+        } => create_account(kv, stamp, *account, username, password_hash)?,
+        Op::SendMessage {
+            message,
+            sender,
+            recipient,
+            body,
+        } => send_message(kv, stamp, *message, *sender, *recipient, body, &mut changes)?,
+        Op::MarkRead { account, messages } => {
+            for &id in messages {
+                mark_read(kv, *account, id, &mut changes)?;
+            }
+        }
+        Op::DeleteMessages { account, messages } => {
+            for &id in messages {
+                delete_message(kv, *account, id, &mut changes)?;
+            }
+        }
+        Op::DeleteAccount { account } => {
+            let mut rec =
+                get::<AccountRecord>(kv, &keys::account(*account))?.unwrap_or_else(|| {
+                    AccountRecord {
+                        username: String::new(),
+                        password_hash: String::new(),
+                        created: None,
+                        deleted: false,
+                    }
+                });
+            rec.deleted = true;
+            rec.password_hash.clear();
+            kv.put(keys::account(*account), encode(&rec));
+            changes.push(Change::AccountDeleted { account: *account });
+        }
+    }
+    Ok(changes)
+}
+
+fn get<T: serde::de::DeserializeOwned>(
+    kv: &impl KvWrite,
+    key: &[u8],
+) -> Result<Option<T>, StorageError> {
+    kv.get(key)?.map(|v| decode(&v)).transpose()
+}
+
+fn create_account(
+    kv: &mut impl KvWrite,
+    stamp: Stamp,
+    id: AccountId,
+    username: &str,
+    password_hash: &str,
+) -> Result<(), StorageError> {
+    let key = keys::account(id);
+    let mut rec = get::<AccountRecord>(kv, &key)?.unwrap_or(AccountRecord {
+        username: String::new(),
+        password_hash: String::new(),
+        created: None,
+        deleted: false,
+    });
+    // A retried creation that reached two replicas: the earliest entry's
+    // fields win, whichever arrived first.
+    if rec.created.is_none_or(|c| stamp < c) {
+        rec.username = username.to_owned();
+        rec.created = Some(stamp);
+        rec.password_hash = if rec.deleted {
+            String::new()
+        } else {
+            password_hash.to_owned()
+        };
+    }
+    kv.put(key, encode(&rec));
+
+    let norm = normalize_username(username);
+    kv.put(keys::claim(&norm, id), Vec::new());
+    // The name belongs to the claimant with the lowest creation stamp.
+    let prefix = keys::claims_prefix(&norm);
+    let mut winner: Option<(Stamp, AccountId)> = None;
+    for pair in kv.range(&prefix, &keys::prefix_end(&prefix), false) {
+        let (claim_key, _) = pair?;
+        let claimant = keys::claim_account(&claim_key)
+            .ok_or_else(|| StorageError::Corrupt("short claim key".into()))?;
+        let created = get::<AccountRecord>(kv, &keys::account(claimant))?
+            .and_then(|r| r.created)
+            .ok_or_else(|| StorageError::Corrupt("claim without account".into()))?;
+        if winner.is_none_or(|(s, _)| created < s) {
+            winner = Some((created, claimant));
+        }
+    }
+    if let Some((_, owner)) = winner {
+        kv.put(keys::name(&norm), owner.0.to_vec());
+    }
+    Ok(())
+}
+
+fn send_message(
+    kv: &mut impl KvWrite,
+    stamp: Stamp,
+    id: MessageId,
+    sender: AccountId,
+    recipient: AccountId,
+    body: &str,
+    changes: &mut Vec<Change>,
+) -> Result<(), StorageError> {
+    let slot_key = keys::message(id);
+    let marks = match get::<MessageSlot>(kv, &slot_key)? {
+        Some(MessageSlot::Deleted { .. }) => return Ok(()),
+        Some(MessageSlot::Live(mut rec)) => {
+            // The same message through another entry (a retry that reached
+            // another replica): keep the earliest entry's stamp and body.
+            if stamp < rec.stamp {
+                unindex(kv, id, &rec);
+                rec.stamp = stamp;
+                rec.body = body.to_owned();
+                index(kv, id, &rec);
+                kv.put(slot_key, encode(&MessageSlot::Live(rec)));
+                touch_conversation(kv, sender, recipient, 0, 0, true)?;
+            }
+            return Ok(());
+        }
+        Some(MessageSlot::Pending(marks)) => marks,
+        None => Vec::new(),
+    };
+    let is_party = |a: AccountId| a == sender || a == recipient;
+    if marks.iter().any(|m| m.delete && is_party(m.account)) {
+        kv.put(
+            slot_key,
+            encode(&MessageSlot::Deleted { sender, recipient }),
+        );
+        return Ok(());
+    }
+    let rec = MessageRecord {
+        sender,
+        recipient,
+        body: body.to_owned(),
+        stamp,
+        read: marks.iter().any(|m| m.read && m.account == recipient),
+    };
+    index(kv, id, &rec);
+    let unread = i64::from(!rec.read);
+    add_unread(kv, recipient, unread)?;
+    kv.put(slot_key, encode(&MessageSlot::Live(rec)));
+    touch_conversation(kv, sender, recipient, 1, unread, true)?;
+    changes.push(Change::MessageStored {
+        id,
+        sender,
+        recipient,
+    });
+    Ok(())
+}
+
+fn mark_read(
+    kv: &mut impl KvWrite,
+    account: AccountId,
+    id: MessageId,
+    changes: &mut Vec<Change>,
+) -> Result<(), StorageError> {
+    let slot_key = keys::message(id);
+    match get::<MessageSlot>(kv, &slot_key)? {
+        None => park(kv, slot_key, Vec::new(), account, true, false),
+        Some(MessageSlot::Pending(marks)) => park(kv, slot_key, marks, account, true, false),
+        Some(MessageSlot::Live(mut rec)) if rec.recipient == account && !rec.read => {
+            kv.delete(keys::unread(rec.recipient, rec.stamp.hlc, id));
+            rec.read = true;
+            let (sender, recipient) = (rec.sender, rec.recipient);
+            kv.put(slot_key, encode(&MessageSlot::Live(rec)));
+            add_unread(kv, recipient, -1)?;
+            touch_conversation(kv, sender, recipient, 0, -1, false)?;
+            changes.push(Change::MessageRead {
+                id,
+                sender,
+                recipient,
+            });
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+fn delete_message(
+    kv: &mut impl KvWrite,
+    account: AccountId,
+    id: MessageId,
+    changes: &mut Vec<Change>,
+) -> Result<(), StorageError> {
+    let slot_key = keys::message(id);
+    match get::<MessageSlot>(kv, &slot_key)? {
+        None => park(kv, slot_key, Vec::new(), account, false, true),
+        Some(MessageSlot::Pending(marks)) => park(kv, slot_key, marks, account, false, true),
+        Some(MessageSlot::Live(rec)) if rec.sender == account || rec.recipient == account => {
+            unindex(kv, id, &rec);
+            let unread = i64::from(!rec.read);
+            let (sender, recipient) = (rec.sender, rec.recipient);
+            kv.put(
+                slot_key,
+                encode(&MessageSlot::Deleted { sender, recipient }),
+            );
+            add_unread(kv, recipient, -unread)?;
+            touch_conversation(kv, sender, recipient, -1, -unread, true)?;
+            changes.push(Change::MessageDeleted {
+                id,
+                sender,
+                recipient,
+            });
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Records a mark for a message that has not arrived yet.
+fn park(
+    kv: &mut impl KvWrite,
+    slot_key: Vec<u8>,
+    mut marks: Vec<PendingMark>,
+    account: AccountId,
+    read: bool,
+    delete: bool,
+) {
+    match marks.binary_search_by_key(&account, |m| m.account) {
+        Ok(i) => {
+            marks[i].read |= read;
+            marks[i].delete |= delete;
+        }
+        Err(i) => marks.insert(
+            i,
+            PendingMark {
+                account,
+                read,
+                delete,
+            },
+        ),
+    }
+    kv.put(slot_key, encode(&MessageSlot::Pending(marks)));
+}
+
+fn index(kv: &mut impl KvWrite, id: MessageId, rec: &MessageRecord) {
+    kv.put(
+        keys::history(rec.sender, rec.recipient, rec.stamp.hlc, id),
+        Vec::new(),
+    );
+    if !rec.read {
+        kv.put(keys::unread(rec.recipient, rec.stamp.hlc, id), Vec::new());
+    }
+}
+
+fn unindex(kv: &mut impl KvWrite, id: MessageId, rec: &MessageRecord) {
+    kv.delete(keys::history(rec.sender, rec.recipient, rec.stamp.hlc, id));
+    if !rec.read {
+        kv.delete(keys::unread(rec.recipient, rec.stamp.hlc, id));
+    }
+}
+
+fn add_unread(kv: &mut impl KvWrite, account: AccountId, delta: i64) -> Result<(), StorageError> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let key = keys::unread_count(account);
+    let now = match kv.get(&key)? {
+        Some(v) => u64::from_be_bytes(
+            v.as_slice()
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("unread count".into()))?,
+        ),
+        None => 0,
+    };
+    let next = now.saturating_add_signed(delta);
+    // Absent means zero: one encoding for one state.
+    if next == 0 {
+        kv.delete(key);
+    } else {
+        kv.put(key, next.to_be_bytes().to_vec());
+    }
+    Ok(())
+}
+
+/// Updates both sides' conversation summaries after the history index has
+/// been changed: message count by `total`, the recipient's unread count by
+/// `unread`, and (if `refresh_last`) the newest message, read back from the
+/// index so it is always the true newest whatever the order of events.
+fn touch_conversation(
+    kv: &mut impl KvWrite,
+    sender: AccountId,
+    recipient: AccountId,
+    total: i64,
+    unread: i64,
+    refresh_last: bool,
+) -> Result<(), StorageError> {
+    let last = if refresh_last {
+        let prefix = keys::history_prefix(sender, recipient);
+        match kv.range(&prefix, &keys::prefix_end(&prefix), true).next() {
+            Some(pair) => keys::trailing_position(&pair?.0),
+            None => None,
+        }
+    } else {
+        None
+    };
+    let mut sides = vec![(sender, recipient)];
+    if sender != recipient {
+        sides.push((recipient, sender));
+    }
+    for (account, peer) in sides {
+        let key = keys::conversation(account, peer);
+        let mut conv = get::<Conversation>(kv, &key)?.unwrap_or_default();
+        conv.total = conv.total.saturating_add_signed(total);
+        if account == recipient {
+            conv.unread = conv.unread.saturating_add_signed(unread);
+        }
+        if refresh_last {
+            conv.last = last;
+        }
+        if conv.total == 0 {
+            kv.delete(key);
+        } else {
+            kv.put(key, encode(&conv));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Values stored in the state tables (see `keys`), encoded with postcard.
+//!
+//! Encodings must be canonical: two replicas that reached the same state by
+//! different orders of application must store the same bytes, because the
+//! state digest hashes them. Hence no hash maps, and lists kept sorted.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::kv::StorageError;
+use crate::entry::Stamp;
+use crate::ids::AccountId;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    /// As registered (case preserved). Empty while only a deletion is known.
+    pub username: String,
+    /// Argon2id PHC string; cleared when the account is deleted.
+    pub password_hash: String,
+    /// Stamp of the (earliest) entry that created the account; `None` while
+    /// only a deletion is known (entries of different origins may arrive in
+    /// any order).
+    pub created: Option<Stamp>,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageSlot {
+    Live(MessageRecord),
+    /// Deleted for good: the body is gone; the parties stay so that a retried
+    /// delete by either of them is recognised as already done.
+    Deleted {
+        sender: AccountId,
+        recipient: AccountId,
+    },
+    /// Marks that arrived (from another origin) before the message itself.
+    /// Sorted by account, at most one per account.
+    Pending(Vec<PendingMark>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub sender: AccountId,
+    pub recipient: AccountId,
+    pub body: String,
+    /// Stamp of the (earliest) entry that sent it; `stamp.hlc` orders it.
+    pub stamp: Stamp,
+    pub read: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingMark {
+    pub account: AccountId,
+    pub read: bool,
+    pub delete: bool,
+}
+
+/// One side of a conversation: what `account` sees of its exchange with
+/// `peer` (the key).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// Messages in both directions.
+    pub total: u64,
+    /// Messages from the peer this account has not read.
+    pub unread: u64,
+    /// Position (hlc, message id) of the newest message.
+    pub last: Option<(u64, crate::ids::MessageId)>,
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("postcard encodes our records into a Vec infallibly")
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
+    postcard::from_bytes(bytes).map_err(|e| StorageError::Corrupt(e.to_string()))
+}

@@ -1,0 +1,372 @@
+//! Tests of the state machine, in memory.
+
+use proptest::prelude::*;
+
+use super::query::{self, AccountStatus};
+use super::records::MessageSlot;
+use super::*;
+use crate::entry::{Entry, Op};
+use crate::ids::{AccountId, MessageId};
+
+const NAMES: [&str; 3] = ["ann", "bob", "cat"];
+
+fn account(name: usize, rid: u8) -> AccountId {
+    AccountId::derive(NAMES[name], &[rid; 16])
+}
+
+fn message(s: AccountId, r: AccountId, rid: u8) -> MessageId {
+    MessageId::derive(s, r, &[rid; 16])
+}
+
+fn entry(origin: u32, seq: u64, hlc: u64, op: Op) -> Entry {
+    Entry {
+        origin,
+        seq,
+        hlc,
+        request_id: [seq as u8; 16],
+        op,
+    }
+}
+
+fn create(name: usize, rid: u8) -> Op {
+    Op::CreateAccount {
+        account: account(name, rid),
+        username: NAMES[name].to_uppercase(),
+        password_hash: format!("hash-{rid}"),
+    }
+}
+
+fn send(s: AccountId, r: AccountId, rid: u8, body: &str) -> Op {
+    Op::SendMessage {
+        message: message(s, r, rid),
+        sender: s,
+        recipient: r,
+        body: body.into(),
+    }
+}
+
+fn apply_all(entries: &[Entry]) -> MemoryKv {
+    let mut kv = MemoryKv::default();
+    for e in entries {
+        apply(e, &mut kv).unwrap();
+    }
+    kv
+}
+
+#[test]
+fn lifecycle_through_checks() {
+    let mut kv = MemoryKv::default();
+    let mut seq = 0;
+    let mut run = |kv: &mut MemoryKv, cmd: Command, rid: u8| -> Result<Checked, CommandError> {
+        let checked = check(&cmd, &[rid; 16], kv)?;
+        if let Checked::Apply(op) = &checked {
+            seq += 1;
+            apply(&entry(1, seq, seq * 10, op.clone()), kv).unwrap();
+        }
+        Ok(checked)
+    };
+    let create = |name: &str| Command::CreateAccount {
+        username: name.into(),
+        password_hash: "h".into(),
+    };
+    assert!(matches!(
+        run(&mut kv, create("Ann"), 1),
+        Ok(Checked::Apply(_))
+    ));
+    assert!(matches!(
+        run(&mut kv, create("bob"), 2),
+        Ok(Checked::Apply(_))
+    ));
+    // A retry is done already; another registration of the name is refused,
+    // whatever its case.
+    assert_eq!(run(&mut kv, create("Ann"), 1), Ok(Checked::AlreadyDone));
+    assert_eq!(
+        run(&mut kv, create("ANN"), 3),
+        Err(CommandError::UsernameTaken("ANN".into()))
+    );
+    let ann = AccountId::derive("ann", &[1; 16]);
+    let bob = AccountId::derive("bob", &[2; 16]);
+
+    let send = |body: &str| Command::SendMessage {
+        sender: ann,
+        recipient: bob,
+        body: body.into(),
+    };
+    assert!(matches!(
+        run(&mut kv, send("hi"), 10),
+        Ok(Checked::Apply(_))
+    ));
+    assert!(matches!(
+        run(&mut kv, send("there"), 11),
+        Ok(Checked::Apply(_))
+    ));
+    assert_eq!(run(&mut kv, send("hi"), 10), Ok(Checked::AlreadyDone));
+    assert_eq!(
+        run(&mut kv, send("other"), 10),
+        Err(CommandError::RequestIdReused)
+    );
+    assert_eq!(query::unread_count(&kv, bob).unwrap(), 2);
+
+    let m1 = MessageId::derive(ann, bob, &[10; 16]);
+    let m2 = MessageId::derive(ann, bob, &[11; 16]);
+    let (page, next) = query::history(&kv, bob, ann, None, 1).unwrap();
+    assert_eq!(page[0].0, m2, "newest first");
+    let (page, next) = query::history(&kv, bob, ann, next, 1).unwrap();
+    assert_eq!((page[0].0, next), (m1, None));
+
+    // Only the recipient marks read; nobody touches others' mail.
+    let mark = |who, ids: Vec<MessageId>| Command::MarkRead {
+        account: who,
+        messages: ids,
+    };
+    assert_eq!(
+        run(&mut kv, mark(ann, vec![m1]), 20),
+        Err(CommandError::NotRecipient(m1))
+    );
+    let carl = AccountId([9; 16]);
+    assert_eq!(
+        run(&mut kv, mark(carl, vec![m1]), 21),
+        Err(CommandError::UnknownMessage(m1))
+    );
+    assert!(matches!(
+        run(&mut kv, mark(bob, vec![m1, m1]), 22),
+        Ok(Checked::Apply(_))
+    ));
+    assert_eq!(
+        run(&mut kv, mark(bob, vec![m1]), 23),
+        Ok(Checked::AlreadyDone)
+    );
+    assert_eq!(query::unread_count(&kv, bob).unwrap(), 1);
+    let unread = query::unread_messages(&kv, bob, 10).unwrap();
+    assert_eq!(
+        unread.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![m2]
+    );
+
+    let delete = |who, ids: Vec<MessageId>| Command::DeleteMessages {
+        account: who,
+        messages: ids,
+    };
+    assert_eq!(
+        run(&mut kv, delete(carl, vec![m2]), 30),
+        Err(CommandError::UnknownMessage(m2))
+    );
+    assert!(matches!(
+        run(&mut kv, delete(ann, vec![m2]), 31),
+        Ok(Checked::Apply(_))
+    ));
+    assert_eq!(
+        run(&mut kv, delete(bob, vec![m2]), 32),
+        Ok(Checked::AlreadyDone)
+    );
+    assert_eq!(query::unread_count(&kv, bob).unwrap(), 0);
+    assert!(matches!(
+        query::message(&kv, m2).unwrap(),
+        Some(MessageSlot::Deleted { .. })
+    ));
+    let convs = query::conversations(&kv, bob).unwrap();
+    assert_eq!(convs.len(), 1);
+    assert_eq!((convs[0].1.total, convs[0].1.unread), (1, 0));
+    assert_eq!(convs[0].1.last.map(|(_, id)| id), Some(m1));
+
+    assert!(matches!(
+        run(&mut kv, Command::DeleteAccount { account: bob }, 40),
+        Ok(Checked::Apply(_))
+    ));
+    assert_eq!(
+        run(&mut kv, send("still there?"), 41),
+        Err(CommandError::AccountDeleted("bob".into()))
+    );
+    // The name stays retired.
+    assert_eq!(
+        run(&mut kv, create("bob"), 42),
+        Err(CommandError::UsernameTaken("bob".into()))
+    );
+    let (listed, _) = query::list_accounts(&kv, "*", None, 10).unwrap();
+    assert_eq!(
+        listed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![ann]
+    );
+    // Ann still sees her conversation with the deleted account.
+    assert_eq!(query::history(&kv, ann, bob, None, 10).unwrap().0.len(), 1);
+}
+
+#[test]
+fn concurrent_registrations_lowest_stamp_owns_the_name() {
+    let (a, b) = (account(1, 1), account(1, 2));
+    let first = entry(2, 1, 100, create(1, 1));
+    let second = entry(1, 1, 100, create(1, 2)); // same hlc, lower origin
+    for order in [[&first, &second], [&second, &first]] {
+        let kv = apply_all(&order.map(Clone::clone));
+        assert_eq!(query::name_owner(&kv, "bob").unwrap(), Some(b));
+        assert!(matches!(
+            query::account_status(&kv, a).unwrap(),
+            AccountStatus::LostName(_)
+        ));
+        assert!(matches!(
+            query::account_status(&kv, b).unwrap(),
+            AccountStatus::Active(_)
+        ));
+        assert_eq!(query::claimants(&kv, "bob").unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn marks_that_arrive_before_their_message() {
+    let (ann, bob) = (account(0, 1), account(1, 1));
+    let m = message(ann, bob, 7);
+    let sent = entry(1, 1, 10, send(ann, bob, 7, "x"));
+    let read = entry(
+        2,
+        1,
+        20,
+        Op::MarkRead {
+            account: bob,
+            messages: vec![m],
+        },
+    );
+    let deleted = entry(
+        3,
+        1,
+        30,
+        Op::DeleteMessages {
+            account: ann,
+            messages: vec![m],
+        },
+    );
+    let stranger = entry(
+        3,
+        1,
+        30,
+        Op::DeleteMessages {
+            account: account(2, 1),
+            messages: vec![m],
+        },
+    );
+
+    let kv = apply_all(&[read.clone(), sent.clone()]);
+    assert_eq!(query::unread_count(&kv, bob).unwrap(), 0);
+    assert!(query::live_message(&kv, m).unwrap().unwrap().read);
+    assert_eq!(kv, apply_all(&[sent.clone(), read.clone()]));
+
+    let kv = apply_all(&[deleted.clone(), sent.clone()]);
+    assert!(query::live_message(&kv, m).unwrap().is_none());
+    assert!(
+        query::history(&kv, ann, bob, None, 10)
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    assert_eq!(kv, apply_all(&[sent.clone(), deleted]));
+
+    // A stranger's delete never takes effect, early or late.
+    let kv = apply_all(&[stranger.clone(), sent.clone()]);
+    assert!(query::live_message(&kv, m).unwrap().is_some());
+}
+
+#[test]
+fn a_retried_send_on_two_replicas_is_one_message() {
+    let (ann, bob) = (account(0, 1), account(1, 1));
+    let on_a = entry(1, 5, 50, send(ann, bob, 7, "hello"));
+    let on_b = entry(2, 3, 40, send(ann, bob, 7, "hello"));
+    let kv = apply_all(&[on_a.clone(), on_b.clone()]);
+    assert_eq!(kv, apply_all(&[on_b, on_a]));
+    let (page, _) = query::history(&kv, ann, bob, None, 10).unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].1.stamp.hlc, 40);
+    assert_eq!(query::unread_count(&kv, bob).unwrap(), 1);
+}
+
+#[test]
+fn account_deleted_before_its_creation_arrives() {
+    let ann = account(0, 1);
+    let created = entry(1, 1, 10, create(0, 1));
+    let deleted = entry(2, 1, 20, Op::DeleteAccount { account: ann });
+    let kv = apply_all(&[deleted.clone(), created.clone()]);
+    assert_eq!(kv, apply_all(&[created, deleted]));
+    let rec = query::account(&kv, ann).unwrap().unwrap();
+    assert!(rec.deleted && rec.password_hash.is_empty());
+    assert_eq!(query::name_owner(&kv, "ann").unwrap(), Some(ann));
+}
+
+// ---- convergence property -------------------------------------------------
+
+/// An operation over a small universe of accounts and messages, so that
+/// random histories collide often: duplicate names, retried sends, marks on
+/// messages that arrive later or never.
+fn arb_op() -> impl Strategy<Value = Op> {
+    let acct = (0..3usize, 1..3u8).prop_map(|(n, r)| account(n, r));
+    let msg = (0..3usize, 1..3u8, 0..3usize, 1..3u8, 1..4u8)
+        .prop_map(|(sn, sr, rn, rr, rid)| message(account(sn, sr), account(rn, rr), rid));
+    prop_oneof![
+        2 => (0..3usize, 1..3u8).prop_map(|(n, r)| create(n, r)),
+        5 => (acct.clone(), acct.clone(), 1..4u8, 0..2u8).prop_map(|(s, r, rid, b)| send(s, r, rid, &format!("body{b}"))),
+        2 => (acct.clone(), prop::collection::vec(msg.clone(), 1..4))
+            .prop_map(|(account, messages)| Op::MarkRead { account, messages }),
+        2 => (acct.clone(), prop::collection::vec(msg, 1..4))
+            .prop_map(|(account, messages)| Op::DeleteMessages { account, messages }),
+        1 => acct.prop_map(|account| Op::DeleteAccount { account }),
+    ]
+}
+
+/// Per-origin logs: each origin's entries with increasing seq and
+/// non-decreasing hlc (an HLC never goes back), hlcs of different origins
+/// overlapping so that ties across origins happen.
+fn arb_logs() -> impl Strategy<Value = Vec<Vec<Entry>>> {
+    let log = |origin: u32| {
+        prop::collection::vec((arb_op(), 0..3u64), 0..14).prop_map(move |ops| {
+            let mut hlc = 0;
+            ops.into_iter()
+                .enumerate()
+                .map(|(i, (op, step))| {
+                    hlc += step;
+                    entry(origin, i as u64 + 1, hlc, op)
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    (log(1), log(2), log(3)).prop_map(|(a, b, c)| vec![a, b, c])
+}
+
+/// Merges the logs in the order given by `picks`: each pick selects one of
+/// the origins that still has entries, preserving each origin's order.
+fn interleave(logs: &[Vec<Entry>], picks: &[usize]) -> Vec<Entry> {
+    let mut next = vec![0; logs.len()];
+    let mut out = Vec::new();
+    let mut picks = picks.iter().cycle();
+    loop {
+        let open: Vec<usize> = (0..logs.len())
+            .filter(|&o| next[o] < logs[o].len())
+            .collect();
+        if open.is_empty() {
+            return out;
+        }
+        let o = open[picks.next().copied().unwrap_or(0) % open.len()];
+        out.push(logs[o][next[o]].clone());
+        next[o] += 1;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn any_fifo_interleaving_gives_the_same_state(
+        logs in arb_logs(),
+        picks_a in prop::collection::vec(0..3usize, 1..50),
+        picks_b in prop::collection::vec(0..3usize, 1..50),
+    ) {
+        let a = apply_all(&interleave(&logs, &picks_a));
+        let b = apply_all(&interleave(&logs, &picks_b));
+        prop_assert_eq!(digest::digest(&a).unwrap(), digest::digest(&b).unwrap());
+        prop_assert_eq!(&a, &b);
+        // And the derived counters agree with the messages they count.
+        for (n, r) in [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)] {
+            let acct = account(n, r);
+            let unread = query::unread_messages(&a, acct, 10_000).unwrap();
+            prop_assert_eq!(query::unread_count(&a, acct).unwrap(), unread.len() as u64);
+            let from_convs: u64 = query::conversations(&a, acct).unwrap().iter().map(|(_, c)| c.unread).sum();
+            prop_assert_eq!(from_convs, unread.len() as u64);
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The log and the materialized state, in fjall.
+//!
+//! Three keyspaces in one fjall database:
+//!
+//! * `log`: every entry ever applied here, keyed by (origin, seq) in
+//!   big-endian, so each origin's entries are one contiguous range in
+//!   sequence order and the highest key of an origin is its cutoff. The log
+//!   is the source of truth and what replicas ship to each other.
+//! * `state`: the materialized state (`state::keys`), so a restart does not
+//!   replay history from zero.
+//! * `meta`: this replica's identity and its view of the network.
+//!
+//! [`Store::commit`] writes a batch of entries *and* the state they produce in
+//! one atomic fjall batch, fdatasync'ed before it returns and made visible
+//! to readers only after that. A crash therefore leaves either all of a
+//! batch or none of it: never an entry without its effect, never an effect
+//! without its entry. Deleted message bodies leave the state at once; their
+//! copy in the log stays until log compaction exists (docs/replication.md).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
+
+use crate::entry::Entry;
+use crate::state::kv::{KvIter, KvRead, StorageError};
+
+pub struct Store {
+    db: Database,
+    log: Keyspace,
+    state: Keyspace,
+    meta: Keyspace,
+}
+
+fn io(e: fjall::Error) -> StorageError {
+    StorageError::Io(e.to_string())
+}
+
+fn log_key(origin: u32, seq: u64) -> [u8; 12] {
+    let mut k = [0; 12];
+    k[..4].copy_from_slice(&origin.to_be_bytes());
+    k[4..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn parse_log_key(k: &[u8]) -> Result<(u32, u64), StorageError> {
+    let bad = || StorageError::Corrupt("log key is not 12 bytes".into());
+    let origin = u32::from_be_bytes(k.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+    let seq = u64::from_be_bytes(
+        k.get(4..12)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    );
+    Ok((origin, seq))
+}
+
+/// Per-origin cutoffs: the highest sequence number held from each origin.
+pub type Cutoffs = BTreeMap<u32, u64>;
+
+impl Store {
+    /// Opens (or creates) the database in `dir`. Fjall locks the directory,
+    /// so two replicas can never share one.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let db = Database::builder(dir)
+            // Bounds the block cache (the bulk of our memory); fjall's default
+            // is larger than a chat replica needs.
+            .cache_size(32 * 1024 * 1024)
+            .open()
+            .map_err(io)?;
+        let log = db
+            .keyspace("log", KeyspaceCreateOptions::default)
+            .map_err(io)?;
+        let state = db
+            .keyspace("state", KeyspaceCreateOptions::default)
+            .map_err(io)?;
+        let meta = db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .map_err(io)?;
+        Ok(Self {
+            db,
+            log,
+            state,
+            meta,
+        })
+    }
+
+    /// Writes entries and the state changes they produce atomically and
+    /// durably (fdatasync), then makes them visible.
+    pub fn commit(
+        &self,
+        entries: &[Entry],
+        writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        for e in entries {
+            batch.insert(&self.log, log_key(e.origin, e.seq), e.encode());
+        }
+        for (k, v) in writes {
+            match v {
+                Some(v) => batch.insert(&self.state, k, v),
+                None => batch.remove(&self.state, k),
+            }
+        }
+        batch.commit().map_err(io)
+    }
+
+    /// A consistent read-only view of the state as of now.
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            snapshot: self.db.snapshot(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// The highest sequence number held from every origin (derived from the
+    /// log itself: the last key of each origin's range).
+    pub fn cutoffs(&self) -> Result<Cutoffs, StorageError> {
+        let mut out = Cutoffs::new();
+        let mut from = log_key(0, 0);
+        while let Some(first) = self.log.range(from..).next() {
+            let (origin, _) = parse_log_key(&first.key().map_err(io)?)?;
+            let last = self
+                .log
+                .range(log_key(origin, 0)..=log_key(origin, u64::MAX))
+                .next_back()
+                .ok_or_else(|| StorageError::Corrupt("origin range vanished".into()))?;
+            let (_, seq) = parse_log_key(&last.key().map_err(io)?)?;
+            out.insert(origin, seq);
+            match origin.checked_add(1) {
+                Some(next) => from = log_key(next, 0),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest HLC timestamp in the log (each origin's last entry holds
+    /// its newest, since an origin's clock never goes back).
+    pub fn max_hlc(&self) -> Result<u64, StorageError> {
+        let mut max = 0;
+        for (origin, seq) in self.cutoffs()? {
+            if let Some(e) = self.entry(origin, seq)? {
+                max = max.max(e.hlc);
+            }
+        }
+        Ok(max)
+    }
+
+    pub fn entry(&self, origin: u32, seq: u64) -> Result<Option<Entry>, StorageError> {
+        match self.log.get(log_key(origin, seq)).map_err(io)? {
+            Some(v) => Ok(Some(
+                Entry::decode(&v).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Entries of `origin` with sequence numbers in `after+1 ..= upto`, in
+    /// order, at most `max` of them.
+    pub fn entries_after(
+        &self,
+        origin: u32,
+        after: u64,
+        upto: u64,
+        max: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        if after >= upto {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for guard in self
+            .log
+            .range(log_key(origin, after + 1)..=log_key(origin, upto))
+            .take(max)
+        {
+            let v = guard.value().map_err(io)?;
+            out.push(Entry::decode(&v).map_err(|e| StorageError::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// Number of entries in the log (all origins).
+    pub fn log_len(&self) -> Result<u64, StorageError> {
+        Ok(self.cutoffs()?.values().sum())
+    }
+
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.meta.get(key).map_err(io)?.map(|v| v.to_vec()))
+    }
+
+    /// Writes a metadata value durably.
+    pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        batch.insert(&self.meta, key, value);
+        batch.commit().map_err(io)
+    }
+
+    /// Metadata pairs whose key starts with `prefix`.
+    pub fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let mut out = Vec::new();
+        for guard in self.meta.prefix(prefix) {
+            let (k, v) = guard.into_inner().map_err(io)?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// A snapshot of the materialized state, readable through [`KvRead`].
+pub struct StateReader {
+    snapshot: Snapshot,
+    state: Keyspace,
+}
+
+impl KvRead for StateReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .snapshot
+            .get(&self.state, key)
+            .map_err(io)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn range(&self, start: &[u8], end: &[u8], reverse: bool) -> KvIter<'_> {
+        let iter = self
+            .snapshot
+            .range(&self.state, start.to_vec()..end.to_vec());
+        let map = |g: fjall::Guard| {
+            g.into_inner()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(io)
+        };
+        if reverse {
+            Box::new(iter.rev().map(map))
+        } else {
+            Box::new(iter.map(map))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Op;
+    use crate::ids::AccountId;
+
+    fn entry(origin: u32, seq: u64) -> Entry {
+        Entry {
+            origin,
+            seq,
+            hlc: seq * 100 + origin as u64,
+            request_id: [1; 16],
+            op: Op::DeleteAccount {
+                account: AccountId([origin as u8; 16]),
+            },
+        }
+    }
+
+    #[test]
+    fn cutoffs_and_entries_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut writes = BTreeMap::new();
+            writes.insert(b"a1".to_vec(), Some(b"x".to_vec()));
+            store
+                .commit(&[entry(1, 1), entry(1, 2), entry(7, 1)], writes)
+                .unwrap();
+            store.commit(&[entry(1, 3)], BTreeMap::new()).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.cutoffs().unwrap(), Cutoffs::from([(1, 3), (7, 1)]));
+        assert_eq!(store.max_hlc().unwrap(), 301);
+        assert_eq!(store.log_len().unwrap(), 4);
+        let got = store.entries_after(1, 1, 3, 10).unwrap();
+        assert_eq!(got, vec![entry(1, 2), entry(1, 3)]);
+        assert_eq!(store.reader().get(b"a1").unwrap(), Some(b"x".to_vec()));
+        let all: Vec<_> = store
+            .reader()
+            .range(b"a", b"b", true)
+            .map(|r| r.unwrap().0)
+            .collect();
+        assert_eq!(all, vec![b"a1".to_vec()]);
+    }
+}

@@ -1,0 +1,384 @@
+//! The single writer: the only code that changes the log and the state.
+//!
+//! Every mutation -- a client's command accepted here, or entries relayed or
+//! synced from peers -- goes through one queue into one thread, which
+//! serializes them. That gives the log-replay core its guarantees cheaply:
+//!
+//! * each origin's entries are applied in sequence order, each exactly once
+//!   (the writer keeps the per-origin cutoffs and skips what it already has);
+//! * a command is checked against the state that includes every command
+//!   before it, so "username is free" cannot race;
+//! * **group commit**: the thread takes every job waiting in the queue (up to
+//!   [`MAX_BATCH`]), checks and applies them in memory, and writes them all
+//!   in one atomic batch with a single fdatasync. Under load, concurrent
+//!   writers share an fsync instead of paying one each; with one writer the
+//!   batch is just that write.
+//!
+//! After a commit, remote jobs are answered at once; local commands go to the
+//! acknowledgement stage (the replication relay), which answers the client
+//! once every live peer holds the entries.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::entry::Entry;
+use crate::events::EventHub;
+use crate::hlc::{Hlc, wall_clock_ms};
+use crate::ids::RequestId;
+use crate::state::{self, Checked, Command, CommandError, Overlay, StorageError};
+use crate::storage::{Cutoffs, Store};
+
+/// Most jobs in one group commit.
+pub const MAX_BATCH: usize = 1024;
+/// Jobs waiting for the writer before submitters wait too (backpressure).
+pub const QUEUE: usize = 8192;
+
+/// What became of a client's command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Logged and applied as this entry.
+    Applied(Entry),
+    /// Already reflected in the state (a retry): nothing logged.
+    AlreadyDone,
+}
+
+/// What became of entries from a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteOutcome {
+    /// How many were new here (the rest were already held).
+    pub applied: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// Entries from a peer skip sequence numbers: the sender must resync.
+    #[error("entries of origin {origin} jump from {held} to {got}")]
+    Gap { origin: u32, held: u64, got: u64 },
+    #[error("this replica cannot write: {0}")]
+    Unavailable(String),
+}
+
+impl From<StorageError> for WriteError {
+    fn from(e: StorageError) -> Self {
+        WriteError::Unavailable(e.to_string())
+    }
+}
+
+enum Job {
+    Local {
+        request_id: RequestId,
+        command: Command,
+        reply: oneshot::Sender<Result<Outcome, WriteError>>,
+    },
+    Remote {
+        entries: Vec<Entry>,
+        reply: oneshot::Sender<Result<RemoteOutcome, WriteError>>,
+    },
+}
+
+/// A committed batch's local part, handed to the acknowledgement stage.
+pub struct CommittedBatch {
+    /// Entries accepted by this replica in the batch, in sequence order.
+    pub local: Arc<Vec<Entry>>,
+    /// Answers for the clients, to send once the batch is acknowledged.
+    pub replies: Vec<LocalReply>,
+}
+
+pub struct LocalReply {
+    tx: oneshot::Sender<Result<Outcome, WriteError>>,
+    result: Result<Outcome, WriteError>,
+}
+
+impl LocalReply {
+    pub fn send(self) {
+        // The client may have gone away; its write stands regardless.
+        let _ = self.tx.send(self.result);
+    }
+}
+
+/// Cloneable handle to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+    cutoffs: Arc<Mutex<Cutoffs>>,
+}
+
+impl Writer {
+    /// Starts the writer thread for replica `origin`. Committed local batches
+    /// go to `acks`.
+    pub fn start(
+        store: Arc<Store>,
+        origin: u32,
+        events: EventHub,
+        acks: mpsc::UnboundedSender<CommittedBatch>,
+    ) -> Result<Self, StorageError> {
+        let cutoffs = store.cutoffs()?;
+        let hlc = Hlc::new(store.max_hlc()?);
+        let shared = Arc::new(Mutex::new(cutoffs.clone()));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let thread = WriterThread {
+            store,
+            origin,
+            events,
+            acks,
+            hlc,
+            cutoffs,
+            shared: shared.clone(),
+            failed: None,
+        };
+        std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || thread.run(rx))
+            .map_err(|e| StorageError::Io(format!("cannot start writer thread: {e}")))?;
+        Ok(Self {
+            tx,
+            cutoffs: shared,
+        })
+    }
+
+    /// Checks, logs, applies and durably commits a client's command; returns
+    /// once the acknowledgement stage has released it.
+    pub async fn submit(
+        &self,
+        request_id: RequestId,
+        command: Command,
+    ) -> Result<Outcome, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Local {
+            request_id,
+            command,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Applies entries from a peer (each origin's in sequence order) and
+    /// commits them durably. Entries already held are skipped.
+    pub async fn apply_remote(&self, entries: Vec<Entry>) -> Result<RemoteOutcome, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Remote { entries, reply }).await?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// The per-origin cutoffs as of the last commit.
+    pub fn cutoffs(&self) -> Cutoffs {
+        self.cutoffs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn send(&self, job: Job) -> Result<(), WriteError> {
+        self.tx.send(job).await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> WriteError {
+    WriteError::Unavailable("the replica is shutting down".into())
+}
+
+struct WriterThread {
+    store: Arc<Store>,
+    origin: u32,
+    events: EventHub,
+    acks: mpsc::UnboundedSender<CommittedBatch>,
+    hlc: Hlc,
+    cutoffs: Cutoffs,
+    shared: Arc<Mutex<Cutoffs>>,
+    /// Set once a commit failed: fjall refuses further writes after an I/O
+    /// error, and so do we, rather than guess what reached the disk.
+    failed: Option<String>,
+}
+
+enum Answer {
+    Local(
+        oneshot::Sender<Result<Outcome, WriteError>>,
+        Result<Outcome, WriteError>,
+    ),
+    Remote(
+        oneshot::Sender<Result<RemoteOutcome, WriteError>>,
+        Result<RemoteOutcome, WriteError>,
+    ),
+}
+
+impl WriterThread {
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.batch(jobs);
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    fn batch(&mut self, jobs: Vec<Job>) {
+        if let Some(why) = &self.failed {
+            let err = WriteError::Unavailable(why.clone());
+            for job in jobs {
+                match job {
+                    Job::Local { reply, .. } => drop(reply.send(Err(err.clone()))),
+                    Job::Remote { reply, .. } => drop(reply.send(Err(err.clone()))),
+                }
+            }
+            return;
+        }
+        let before = (self.cutoffs.clone(), self.hlc.clone());
+        let base = self.store.reader();
+        let mut overlay = Overlay::new(&base);
+        let mut entries = Vec::new();
+        let mut local = Vec::new();
+        let mut changes = Vec::new();
+        let mut answers = Vec::with_capacity(jobs.len());
+        let mut storage_error = None;
+        for job in jobs {
+            if storage_error.is_some() {
+                answers.push(self.fail(job, storage_error.clone()));
+                continue;
+            }
+            match job {
+                Job::Local {
+                    request_id,
+                    command,
+                    reply,
+                } => {
+                    let result = self.local(&mut overlay, request_id, &command, &mut changes);
+                    if let Ok(Outcome::Applied(e)) = &result {
+                        entries.push(e.clone());
+                        local.push(e.clone());
+                    }
+                    if let Err(WriteError::Unavailable(why)) = &result {
+                        storage_error = Some(why.clone());
+                    }
+                    answers.push(Answer::Local(reply, result));
+                }
+                Job::Remote {
+                    entries: incoming,
+                    reply,
+                } => {
+                    let result = self.remote(&mut overlay, incoming, &mut entries, &mut changes);
+                    if let Err(WriteError::Unavailable(why)) = &result {
+                        storage_error = Some(why.clone());
+                    }
+                    answers.push(Answer::Remote(reply, result));
+                }
+            }
+        }
+        // A storage error mid-batch leaves the overlay half-applied: commit
+        // nothing, and fail every job of the batch.
+        let committed = match storage_error {
+            Some(why) => Err(why),
+            None => self
+                .store
+                .commit(&entries, overlay.into_writes())
+                .map_err(|e| {
+                    let why = e.to_string();
+                    tracing::error!(error = %why, "commit failed; refusing further writes");
+                    self.failed = Some(why.clone());
+                    why
+                }),
+        };
+        if let Err(why) = committed {
+            (self.cutoffs, self.hlc) = before;
+            for answer in answers {
+                let err = WriteError::Unavailable(why.clone());
+                match answer {
+                    Answer::Local(tx, _) => drop(tx.send(Err(err))),
+                    Answer::Remote(tx, _) => drop(tx.send(Err(err))),
+                }
+            }
+            return;
+        }
+        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = self.cutoffs.clone();
+        self.events.publish(changes);
+        let mut replies = Vec::new();
+        for answer in answers {
+            match answer {
+                Answer::Local(tx, result) => replies.push(LocalReply { tx, result }),
+                Answer::Remote(tx, result) => drop(tx.send(result)),
+            }
+        }
+        if !replies.is_empty() || !local.is_empty() {
+            let batch = CommittedBatch {
+                local: Arc::new(local),
+                replies,
+            };
+            if let Err(mpsc::error::SendError(batch)) = self.acks.send(batch) {
+                // No acknowledgement stage (shutting down): answer directly.
+                batch.replies.into_iter().for_each(LocalReply::send);
+            }
+        }
+    }
+
+    fn fail(&self, job: Job, why: Option<String>) -> Answer {
+        let err = WriteError::Unavailable(why.unwrap_or_default());
+        match job {
+            Job::Local { reply, .. } => Answer::Local(reply, Err(err)),
+            Job::Remote { reply, .. } => Answer::Remote(reply, Err(err)),
+        }
+    }
+
+    fn local(
+        &mut self,
+        overlay: &mut Overlay<'_, crate::storage::StateReader>,
+        request_id: RequestId,
+        command: &Command,
+        changes: &mut Vec<state::Change>,
+    ) -> Result<Outcome, WriteError> {
+        match state::check(command, &request_id, overlay)? {
+            Checked::AlreadyDone => Ok(Outcome::AlreadyDone),
+            Checked::Apply(op) => {
+                let seq = self.cutoffs.get(&self.origin).copied().unwrap_or(0) + 1;
+                let entry = Entry {
+                    origin: self.origin,
+                    seq,
+                    hlc: self.hlc.tick(wall_clock_ms()),
+                    request_id,
+                    op,
+                };
+                changes.extend(state::apply(&entry, overlay)?);
+                self.cutoffs.insert(self.origin, seq);
+                Ok(Outcome::Applied(entry))
+            }
+        }
+    }
+
+    fn remote(
+        &mut self,
+        overlay: &mut Overlay<'_, crate::storage::StateReader>,
+        incoming: Vec<Entry>,
+        entries: &mut Vec<Entry>,
+        changes: &mut Vec<state::Change>,
+    ) -> Result<RemoteOutcome, WriteError> {
+        let mut applied = 0;
+        for entry in incoming {
+            let held = self.cutoffs.get(&entry.origin).copied().unwrap_or(0);
+            if entry.seq <= held {
+                continue; // already held: syncs may overlap
+            }
+            if entry.seq != held + 1 {
+                // The entries before the gap stay applied (they are in
+                // order); the sender must resync to fill the gap.
+                return Err(WriteError::Gap {
+                    origin: entry.origin,
+                    held,
+                    got: entry.seq,
+                });
+            }
+            self.hlc.observe(entry.hlc);
+            changes.extend(state::apply(&entry, overlay)?);
+            self.cutoffs.insert(entry.origin, entry.seq);
+            entries.push(entry);
+            applied += 1;
+        }
+        Ok(RemoteOutcome { applied })
+    }
+}

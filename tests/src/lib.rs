@@ -1,0 +1,291 @@
+//! Support for end-to-end tests: real `chat-server` processes on 127.0.0.1,
+//! each with its own temporary data directory and free ports, stopped when
+//! the test ends (also when it fails: `Drop` kills and reaps them).
+//!
+//! The binary is the one cargo built next to the test executable
+//! (`target/<profile>/chat-server`); the README's test command builds it
+//! before running the tests. `CHAT_SERVER_BIN` overrides the path.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chat_shared::proto::chat_client::ChatClient;
+use chat_shared::proto::{self, AuthResponse, CreateAccountRequest};
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+pub use chat_server;
+pub use chat_shared;
+
+/// The `chat-server` binary under test.
+pub fn server_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("CHAT_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/chat-server
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .join("chat-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build --bins, with the same profile as the tests)",
+        bin.display()
+    );
+    bin
+}
+
+/// A port nobody listens on right now (bind port 0, read it, release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Fresh random request id.
+pub fn rid() -> Vec<u8> {
+    rand::random::<[u8; 16]>().to_vec()
+}
+
+/// A request carrying a session token.
+pub fn authed<T>(token: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    r
+}
+
+pub const SECRET: &str = "test-cluster-secret-0123456789";
+
+/// One replica process.
+pub struct Replica {
+    pub id: u32,
+    pub client_addr: SocketAddr,
+    pub replication_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub join: Vec<SocketAddr>,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Replica {
+    /// A replica configured under `root` (not started).
+    pub fn new(root: &Path, id: u32, join: Vec<SocketAddr>) -> Self {
+        Self {
+            id,
+            client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            replication_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            data_dir: root.join(format!("replica-{id}")),
+            log_path: root.join(format!("replica-{id}.log")),
+            join,
+            extra_args: Vec::new(),
+            child: None,
+        }
+    }
+
+    /// Starts the process (appending to its log file).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "replica {} already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let mut cmd = Command::new(server_binary());
+        cmd.arg("--id")
+            .arg(self.id.to_string())
+            .arg("--client-addr")
+            .arg(self.client_addr.to_string())
+            .arg("--replication-addr")
+            .arg(self.replication_addr.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--log-level")
+            .arg("info,chat_server=debug")
+            .args(&self.extra_args)
+            .env("CHAT_CLUSTER_SECRET", SECRET)
+            .env_remove("CHAT_CLUSTER_SECRET_FILE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
+        if !self.join.is_empty() {
+            let join: Vec<String> = self.join.iter().map(|a| a.to_string()).collect();
+            cmd.arg("--join").arg(join.join(","));
+        }
+        self.child = Some(cmd.spawn().expect("spawn chat-server"));
+    }
+
+    /// Starts the process and waits until it serves clients.
+    pub async fn start(&mut self) {
+        self.spawn();
+        self.wait_ready(Duration::from_secs(30)).await;
+    }
+
+    /// Waits until the client API answers.
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "replica {} exited with {status} during start-up:\n{}",
+                    self.id,
+                    self.log_tail()
+                );
+            }
+            if let Ok(mut c) = self.try_client().await
+                && c.list_servers(proto::ListServersRequest {}).await.is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {} not ready after {timeout:?}:\n{}",
+                self.id,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.client_addr)
+    }
+
+    async fn try_client(&self) -> Result<ChatClient<Channel>, tonic::transport::Error> {
+        let channel = Channel::from_shared(self.url())
+            .expect("url")
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await?;
+        Ok(ChatClient::new(channel))
+    }
+
+    /// A client connected to this replica.
+    pub async fn client(&self) -> ChatClient<Channel> {
+        self.try_client().await.expect("connect to replica")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// kill -9, and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and wait for the process to exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("replica {} ignored SIGTERM for 15 s", self.id);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("signal");
+    }
+
+    /// The last lines of the replica's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A stopped process must be continued to die promptly.
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A temporary directory for one test's replicas, removed afterwards unless
+/// CHAT_TEST_KEEP is set (to read the replicas' logs).
+pub struct TestDir {
+    path: PathBuf,
+    _guard: Option<tempfile::TempDir>,
+}
+
+impl TestDir {
+    pub fn new(name: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("chat-{name}-"))
+            .tempdir()
+            .expect("temp dir");
+        if std::env::var_os("CHAT_TEST_KEEP").is_some() {
+            let path = dir.keep();
+            eprintln!("keeping {}", path.display());
+            return Self { path, _guard: None };
+        }
+        Self {
+            path: dir.path().to_path_buf(),
+            _guard: Some(dir),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Registers an account, panicking on failure.
+pub async fn register(
+    client: &mut ChatClient<Channel>,
+    username: &str,
+    password: &str,
+) -> AuthResponse {
+    client
+        .create_account(CreateAccountRequest {
+            request_id: rid(),
+            username: username.into(),
+            password: password.into(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("create {username}: {s:?}"))
+        .into_inner()
+}
+
+/// Asserts a call failed with `code`, and returns its message.
+pub fn expect_code<T: std::fmt::Debug>(r: Result<T, Status>, code: tonic::Code) -> String {
+    match r {
+        Err(s) if s.code() == code => s.message().to_string(),
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
+}

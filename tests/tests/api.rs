@@ -1,0 +1,590 @@
+//! The client API of a single replica, end to end: a real `chat-server`
+//! process, a real fjall directory, a native tonic client.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chat_tests::chat_shared::limits::HISTORY_PAGE_MAX;
+use chat_tests::chat_shared::proto::{self, event};
+use chat_tests::*;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+async fn single(name: &str) -> (TestDir, Replica) {
+    let dir = TestDir::new(name);
+    let mut r = Replica::new(dir.path(), 1, vec![]);
+    r.start().await;
+    (dir, r)
+}
+
+fn send_req(to: &str, body: &str) -> proto::SendMessageRequest {
+    proto::SendMessageRequest {
+        request_id: rid(),
+        recipient_id: to.into(),
+        body: body.into(),
+    }
+}
+
+#[tokio::test]
+async fn account_and_message_lifecycle() {
+    let (_dir, r) = single("lifecycle").await;
+    let mut c = r.client().await;
+    let ann = register(&mut c, "Ann", "ann-password").await;
+    let bob = register(&mut c, "bob", "bob-password").await;
+    let (ann_id, bob_id) = (
+        ann.account.clone().unwrap().id,
+        bob.account.clone().unwrap().id,
+    );
+    assert_eq!(ann.unread_count, 0);
+    assert_eq!(ann.account.as_ref().unwrap().username, "Ann");
+
+    // Usernames are unique without regard to case.
+    let taken = c
+        .create_account(proto::CreateAccountRequest {
+            request_id: rid(),
+            username: "ANN".into(),
+            password: "whatever-pw".into(),
+        })
+        .await;
+    assert!(expect_code(taken, Code::AlreadyExists).contains("already taken"));
+
+    // Ann writes to Bob twice; Bob logs in and sees two unread.
+    let m1 = c
+        .send_message(authed(&ann.token, send_req(&bob_id, "hello bob")))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    assert_eq!(m1.sender.as_ref().unwrap().username, "Ann");
+    assert_eq!(m1.recipient.as_ref().unwrap().id, bob_id);
+    assert!(!m1.read);
+    c.send_message(authed(&ann.token, send_req(&bob_id, "second")))
+        .await
+        .unwrap();
+    let wrong = c
+        .login(proto::LoginRequest {
+            username: "bob".into(),
+            password: "not-bobs-password".into(),
+        })
+        .await;
+    assert_eq!(
+        expect_code(wrong, Code::Unauthenticated),
+        "wrong username or password"
+    );
+    let nobody = c
+        .login(proto::LoginRequest {
+            username: "nobody".into(),
+            password: "not-bobs-password".into(),
+        })
+        .await;
+    assert_eq!(
+        expect_code(nobody, Code::Unauthenticated),
+        "wrong username or password"
+    );
+    let bob = c
+        .login(proto::LoginRequest {
+            username: "BOB".into(),
+            password: "bob-password".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bob.unread_count, 2);
+
+    let unread = c
+        .list_unread(authed(&bob.token, proto::ListUnreadRequest { limit: 1 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unread.unread_count, 2);
+    assert_eq!(unread.messages.len(), 1);
+    assert_eq!(unread.messages[0].body, "hello bob", "oldest first");
+
+    // Bob reads the first; both see it read.
+    let after = c
+        .mark_read(authed(
+            &bob.token,
+            proto::MarkReadRequest {
+                request_id: rid(),
+                message_ids: vec![m1.id.clone()],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.unread_count, 1);
+    let hist = c
+        .get_history(authed(
+            &ann.token,
+            proto::GetHistoryRequest {
+                peer_id: bob_id.clone(),
+                page_size: 10,
+                cursor: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        hist.messages
+            .iter()
+            .map(|m| (m.body.as_str(), m.read))
+            .collect::<Vec<_>>(),
+        vec![("second", false), ("hello bob", true)]
+    );
+    assert!(hist.next_cursor.is_empty());
+
+    // Conversations: Bob has one, with one unread and the newest message.
+    let convs = c
+        .list_conversations(authed(
+            &bob.token,
+            proto::ListConversationsRequest::default(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(convs.conversations.len(), 1);
+    let conv = &convs.conversations[0];
+    assert_eq!(conv.peer.as_ref().unwrap().id, ann_id);
+    assert_eq!((conv.unread_count, conv.message_count), (1, 2));
+    assert_eq!(conv.last_message.as_ref().unwrap().body, "second");
+
+    // Bob deletes the second message: gone for both.
+    let second = hist.messages[0].id.clone();
+    let del = c
+        .delete_messages(authed(
+            &bob.token,
+            proto::DeleteMessagesRequest {
+                request_id: rid(),
+                message_ids: vec![second.clone()],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(del.unread_count, 0);
+    for token in [&ann.token, &bob.token] {
+        let peer = if token == &ann.token {
+            &bob_id
+        } else {
+            &ann_id
+        };
+        let h = c
+            .get_history(authed(
+                token,
+                proto::GetHistoryRequest {
+                    peer_id: peer.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(h.messages.len(), 1);
+        assert_eq!(h.messages[0].id, m1.id);
+    }
+    // Deleting again is a no-op, not an error (retries are safe).
+    c.delete_messages(authed(
+        &ann.token,
+        proto::DeleteMessagesRequest {
+            request_id: rid(),
+            message_ids: vec![second],
+        },
+    ))
+    .await
+    .unwrap();
+
+    // Bob deletes his account (password required).
+    let wrong = c
+        .delete_account(authed(
+            &bob.token,
+            proto::DeleteAccountRequest {
+                request_id: rid(),
+                password: "nope-nope-nope".into(),
+            },
+        ))
+        .await;
+    expect_code(wrong, Code::PermissionDenied);
+    c.delete_account(authed(
+        &bob.token,
+        proto::DeleteAccountRequest {
+            request_id: rid(),
+            password: "bob-password".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    // His sessions stop working, his name is retired, mail to him is refused,
+    // and Ann keeps her side of the conversation.
+    let r = c
+        .list_unread(authed(&bob.token, proto::ListUnreadRequest::default()))
+        .await;
+    assert!(expect_code(r, Code::Unauthenticated).contains("deleted"));
+    let r = c
+        .login(proto::LoginRequest {
+            username: "bob".into(),
+            password: "bob-password".into(),
+        })
+        .await;
+    assert!(expect_code(r, Code::Unauthenticated).contains("deleted"));
+    let again = c
+        .create_account(proto::CreateAccountRequest {
+            request_id: rid(),
+            username: "bob".into(),
+            password: "new-bob-password".into(),
+        })
+        .await;
+    expect_code(again, Code::AlreadyExists);
+    let r = c
+        .send_message(authed(&ann.token, send_req(&bob_id, "are you there?")))
+        .await;
+    assert!(expect_code(r, Code::FailedPrecondition).contains("deleted"));
+    let h = c
+        .get_history(authed(
+            &ann.token,
+            proto::GetHistoryRequest {
+                peer_id: bob_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.messages.len(), 1);
+    assert!(h.messages[0].recipient.as_ref().unwrap().deleted);
+    let listed = c
+        .list_accounts(authed(&ann.token, proto::ListAccountsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<_> = listed
+        .accounts
+        .iter()
+        .map(|a| a.username.as_str())
+        .collect();
+    assert_eq!(names, ["Ann"]);
+}
+
+#[tokio::test]
+async fn retried_requests_apply_once() {
+    let (_dir, r) = single("retry").await;
+    let mut c = r.client().await;
+    let create = proto::CreateAccountRequest {
+        request_id: rid(),
+        username: "carol".into(),
+        password: "carol-password".into(),
+    };
+    let first = c.create_account(create.clone()).await.unwrap().into_inner();
+    let again = c.create_account(create.clone()).await.unwrap().into_inner();
+    assert_eq!(
+        first.account, again.account,
+        "a retried creation is the same account"
+    );
+    // The same request id with another password does not get a session.
+    let mut stolen = create.clone();
+    stolen.password = "someone-else".into();
+    expect_code(c.create_account(stolen).await, Code::AlreadyExists);
+
+    let dave = register(&mut c, "dave", "dave-password").await;
+    let dave_id = dave.account.unwrap().id;
+    let send = send_req(&dave_id, "exactly once");
+    let a = c
+        .send_message(authed(&first.token, send.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let b = c
+        .send_message(authed(&first.token, send.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        a.message.as_ref().unwrap().id,
+        b.message.as_ref().unwrap().id
+    );
+    let mut other = send.clone();
+    other.body = "different body, same request id".into();
+    expect_code(
+        c.send_message(authed(&first.token, other)).await,
+        Code::InvalidArgument,
+    );
+    let h = c
+        .get_history(authed(
+            &first.token,
+            proto::GetHistoryRequest {
+                peer_id: dave_id,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.messages.len(), 1);
+}
+
+#[tokio::test]
+async fn paging_never_skips_or_repeats() {
+    let (_dir, r) = single("paging").await;
+    let mut c = r.client().await;
+    // Accounts created in one burst share creation times; usernames order
+    // the directory, so pages are exact.
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let mut c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            register(&mut c, &format!("user-{i:03}"), "some-password").await
+        }));
+    }
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.unwrap());
+    }
+    let me = tokens[0].token.clone();
+    for (pattern, want) in [
+        ("user-*", 60),
+        ("USER-0?5", 6),
+        ("*-05*", 10),
+        ("x*", 0),
+        ("", 60),
+    ] {
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = c
+                .list_accounts(authed(
+                    &me,
+                    proto::ListAccountsRequest {
+                        pattern: pattern.into(),
+                        page_size: 7,
+                        cursor: cursor.clone(),
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(page.accounts.len() <= 7);
+            seen.extend(page.accounts.into_iter().map(|a| a.username));
+            if page.next_cursor.is_empty() {
+                break;
+            }
+            cursor = page.next_cursor;
+        }
+        let unique: HashSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "{pattern}: repeats");
+        assert_eq!(seen.len(), want, "{pattern}: {seen:?}");
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(seen, sorted, "{pattern}: username order");
+    }
+
+    // 250 messages between two accounts, paged newest first at several
+    // page sizes, including the maximum.
+    let (a, b) = (&tokens[1], &tokens[2]);
+    let b_id = b.account.as_ref().unwrap().id.clone();
+    let a_id = a.account.as_ref().unwrap().id.clone();
+    let mut sent = Vec::new();
+    for i in 0..250 {
+        let (from, to) = if i % 3 == 0 {
+            (&b.token, &a_id)
+        } else {
+            (&a.token, &b_id)
+        };
+        let m = c
+            .send_message(authed(from, send_req(to, &format!("m{i}"))))
+            .await
+            .unwrap()
+            .into_inner()
+            .message
+            .unwrap();
+        sent.push(m.id);
+    }
+    sent.reverse();
+    for size in [1, 7, 50, HISTORY_PAGE_MAX] {
+        let mut got = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = c
+                .get_history(authed(
+                    &a.token,
+                    proto::GetHistoryRequest {
+                        peer_id: b_id.clone(),
+                        page_size: size,
+                        cursor: cursor.clone(),
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            got.extend(page.messages.into_iter().map(|m| m.id));
+            if page.next_cursor.is_empty() {
+                break;
+            }
+            cursor = page.next_cursor;
+        }
+        assert_eq!(got, sent, "page size {size}");
+    }
+}
+
+async fn next(events: &mut tonic::Streaming<proto::Event>) -> event::Kind {
+    tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("event within 5 s")
+        .expect("stream open")
+        .expect("event ok")
+        .kind
+        .expect("kind")
+}
+
+#[tokio::test]
+async fn live_delivery_through_subscription() {
+    let (_dir, r) = single("live").await;
+    let mut c = r.client().await;
+    let ann = register(&mut c, "ann", "ann-password").await;
+    let bob = register(&mut c, "bob", "bob-password").await;
+    let bob_id = bob.account.as_ref().unwrap().id.clone();
+    let mut events = c
+        .subscribe(authed(&bob.token, proto::SubscribeRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(next(&mut events).await, event::Kind::Subscribed(s) if s.unread_count == 0));
+    let sent = c
+        .send_message(authed(&ann.token, send_req(&bob_id, "live!")))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    match next(&mut events).await {
+        event::Kind::Message(m) => assert_eq!((m.id, m.body), (sent.id.clone(), "live!".into())),
+        other => panic!("expected the message, got {other:?}"),
+    }
+    c.mark_read(authed(
+        &bob.token,
+        proto::MarkReadRequest {
+            request_id: rid(),
+            message_ids: vec![sent.id.clone()],
+        },
+    ))
+    .await
+    .unwrap();
+    assert!(
+        matches!(next(&mut events).await, event::Kind::Read(r) if r.message_ids == [sent.id.clone()])
+    );
+    c.delete_messages(authed(
+        &ann.token,
+        proto::DeleteMessagesRequest {
+            request_id: rid(),
+            message_ids: vec![sent.id.clone()],
+        },
+    ))
+    .await
+    .unwrap();
+    assert!(
+        matches!(next(&mut events).await, event::Kind::Deleted(d) if d.message_ids == [sent.id.clone()])
+    );
+    // Deleting the account ends the stream with UNAUTHENTICATED.
+    c.delete_account(authed(
+        &bob.token,
+        proto::DeleteAccountRequest {
+            request_id: rid(),
+            password: "bob-password".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("stream ends");
+    assert!(matches!(end, Some(Err(s)) if s.code() == Code::Unauthenticated));
+}
+
+#[tokio::test]
+async fn health_and_reflection() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse,
+    };
+    let (_dir, r) = single("health").await;
+    let channel = tonic::transport::Channel::from_shared(r.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for service in ["", "chat.v1.Chat"] {
+        let status = HealthClient::new(channel.clone())
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"chat.v1.Chat".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn server_list_names_this_replica() {
+    let (_dir, r) = single("servers").await;
+    let list = r
+        .client()
+        .await
+        .list_servers(proto::ListServersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.this_server_id, 1);
+    assert_eq!(list.servers.len(), 1);
+    assert_eq!(list.servers[0].url, r.url());
+    assert!(list.servers[0].live);
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_even_with_open_subscriptions() {
+    let (_dir, mut r) = single("sigterm").await;
+    let mut c = r.client().await;
+    let ann = register(&mut c, "ann", "ann-password").await;
+    let mut events = c
+        .subscribe(authed(&ann.token, proto::SubscribeRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    events.next().await.unwrap().unwrap();
+    let status = r.terminate().await;
+    assert!(status.success(), "exit status {status}");
+    r.start().await;
+    let mut c = r.client().await;
+    c.login(proto::LoginRequest {
+        username: "ann".into(),
+        password: "ann-password".into(),
+    })
+    .await
+    .expect("account survives a restart");
+}
