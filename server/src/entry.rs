@@ -155,6 +155,22 @@ impl Entry {
         })
     }
 
+    /// Rough size of the entry's variable part, for batching limits.
+    pub fn body_len(&self) -> usize {
+        64 + match &self.op {
+            Op::CreateAccount {
+                username,
+                password_hash,
+                ..
+            } => username.len() + password_hash.len(),
+            Op::SendMessage { body, .. } => body.len(),
+            Op::MarkRead { messages, .. } | Op::DeleteMessages { messages, .. } => {
+                16 * messages.len()
+            }
+            Op::DeleteAccount { .. } => 0,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         self.to_proto().encode_to_vec()
     }

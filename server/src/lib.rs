@@ -11,6 +11,7 @@
 //! * [`writer`]: the single writer: turns commands into entries, applies
 //!   them, group-commits them durably, publishes changes.
 //! * [`api`]: the client API (gRPC + gRPC-web), one file per call.
+//! * [`replication`]: relaying entries to peers, introductions, liveness.
 //! * [`auth`]: sessions (JWT) and passwords (argon2id).
 //! * [`server`]: wiring: listeners, TLS, health, reflection, shutdown.
 //!
@@ -23,6 +24,7 @@ pub mod entry;
 pub mod events;
 pub mod hlc;
 pub mod ids;
+pub mod replication;
 pub mod server;
 pub mod state;
 pub mod status;

@@ -1,5 +1,5 @@
-//! Wiring: open the store, start the writer, serve the client API and the
-//! replication API on their ports, shut down cleanly.
+//! Wiring: open the store, start the writer, serve the replication API, sync
+//! with the peers, then serve the client API; shut down cleanly.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,17 +12,23 @@ use http::header::HeaderName;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
-use crate::api::{ChatApi, Context, list_servers::Standalone};
+use crate::api::{ChatApi, Context};
 use crate::auth::{ClusterSecret, Passwords, Sessions};
 use crate::config::ServeArgs;
 use crate::events::EventHub;
+use crate::proto::replication::ReplicaInfo;
+use crate::proto::replication::replication_server::ReplicationServer;
+use crate::replication::auth::{AddPeerKey, RequirePeerKey};
+use crate::replication::client::{Dialer, MAX_MESSAGE_BYTES};
+use crate::replication::{Cluster, ReplicationService, Settings, relay};
 use crate::state::StorageError;
 use crate::storage::Store;
-use crate::writer::{CommittedBatch, LocalReply, Writer};
+use crate::writer::Writer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -64,9 +70,42 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let events = EventHub::default();
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
     let writer = Writer::start(store.clone(), args.id, events.clone(), acks_tx)?;
-    tokio::spawn(acknowledge(acks_rx));
-
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let tls = tls_config(&args)?;
+
+    // Replication first: peers must be able to reach us while we sync.
+    let me = ReplicaInfo {
+        id: args.id,
+        instance: identity.instance.clone(),
+        client_url: args.advertise_url(),
+        replication_addr: args.replication_addr.to_string(),
+    };
+    let settings = Settings {
+        relay_timeout: Duration::from_millis(args.relay_timeout_ms),
+        heartbeat: Duration::from_millis(args.heartbeat_ms),
+    };
+    let dialer = Dialer {
+        key: AddPeerKey::new(&secret),
+        tls_ca: tls_ca(&args)?,
+        dead_after: settings.relay_timeout,
+    };
+    let cluster = Cluster::new(me, store.clone(), writer.clone(), settings, dialer)
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let replication_listener = bind(args.replication_addr).await?;
+    let replication = tokio::spawn(serve_replication(
+        cluster.clone(),
+        RequirePeerKey::new(&secret),
+        replication_listener,
+        tls.clone(),
+        shutdown_rx.clone(),
+    ));
+    tokio::spawn(relay::run(cluster.clone(), acks_rx));
+    let client_listener = bind(args.client_addr).await?;
+    cluster
+        .startup(&args.join)
+        .await
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+
     let ctx = Arc::new(Context {
         replica_id: args.id,
         store: store.clone(),
@@ -74,20 +113,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         sessions: Sessions::new(&secret, args.session_ttl_secs),
         passwords: Passwords::new().map_err(|e| ServeError::Config(e.to_string()))?,
         events,
-        servers: Arc::new(Standalone {
-            id: args.id,
-            url: args.advertise_url(),
-        }),
+        servers: cluster.clone(),
         shutdown: shutdown_rx.clone(),
     });
-
-    let tls = tls_config(&args)?;
-    let client_listener = bind(args.client_addr).await?;
-    let replication_listener = bind(args.replication_addr).await?;
+    cluster
+        .serving
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         client = %client_listener.local_addr()?,
-        replication = %replication_listener.local_addr()?,
+        replication = %args.replication_addr,
         url = %args.advertise_url(),
+        peers = cluster.links().len(),
         "serving"
     );
 
@@ -97,11 +133,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         let _ = shutdown_tx.send(true);
     });
 
-    let client = serve_client(ctx, client_listener, tls.clone(), shutdown_rx.clone());
-    let replication = serve_idle(replication_listener, tls, shutdown_rx.clone());
+    let client = serve_client(ctx, client_listener, tls, shutdown_rx.clone());
     let servers = async {
         let (c, r) = tokio::join!(client, replication);
-        c.and(r)
+        c.and(r.map_err(|e| ServeError::Config(format!("replication server: {e}")))?)
     };
     tokio::pin!(servers);
     // Serve until the servers stop; after a shutdown signal, give in-flight
@@ -121,14 +156,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 
 /// How long a shutting-down replica waits for open calls to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// Answers each committed batch's clients. (Replication replaces this with
-/// the relay stage.)
-async fn acknowledge(mut acks: mpsc::UnboundedReceiver<CommittedBatch>) {
-    while let Some(batch) = acks.recv().await {
-        batch.replies.into_iter().for_each(LocalReply::send);
-    }
-}
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
@@ -178,18 +205,26 @@ async fn serve_client(
     Ok(())
 }
 
-async fn serve_idle(
+/// The replication API: native gRPC only, every call authenticated.
+async fn serve_replication(
+    cluster: Arc<Cluster>,
+    auth: RequirePeerKey,
     listener: TcpListener,
     tls: Option<ServerTlsConfig>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    let (_health, health_service) = tonic_health::server::health_reporter();
-    let mut builder = Server::builder();
+    let service = InterceptedService::new(
+        ReplicationServer::new(ReplicationService::new(cluster))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        auth,
+    );
+    let mut builder = Server::builder().http2_keepalive_interval(Some(Duration::from_secs(1)));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
     builder
-        .add_service(health_service)
+        .add_service(service)
         .serve_with_incoming_shutdown(incoming(listener), async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
@@ -211,6 +246,18 @@ fn cors() -> CorsLayer {
             HeaderName::from_static("grpc-status-details-bin"),
         ])
         .max_age(Duration::from_secs(24 * 3600))
+}
+
+/// The CA peers' certificates are checked against: --tls-ca, else our own
+/// certificate chain (a cluster sharing one certificate, or self-signed).
+fn tls_ca(args: &ServeArgs) -> Result<Option<Vec<u8>>, ServeError> {
+    let Some(cert) = &args.tls_cert else {
+        return Ok(None);
+    };
+    let path = args.tls_ca.as_ref().unwrap_or(cert);
+    std::fs::read(path)
+        .map(Some)
+        .map_err(|e| ServeError::Config(format!("cannot read {}: {e}", path.display())))
 }
 
 fn tls_config(args: &ServeArgs) -> Result<Option<ServerTlsConfig>, ServeError> {

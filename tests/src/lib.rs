@@ -6,6 +6,7 @@
 //! (`target/<profile>/chat-server`); the README's test command builds it
 //! before running the tests. `CHAT_SERVER_BIN` overrides the path.
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -176,6 +177,18 @@ impl Replica {
         self.try_client().await.expect("connect to replica")
     }
 
+    /// The exit code, once the process has exited by itself.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(status.code().unwrap_or(-1))
+            }
+            _ => None,
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
@@ -287,5 +300,138 @@ pub fn expect_code<T: std::fmt::Debug>(r: Result<T, Status>, code: tonic::Code) 
     match r {
         Err(s) if s.code() == code => s.message().to_string(),
         other => panic!("expected {code:?}, got {other:?}"),
+    }
+}
+
+/// A replication-port client for a replica (status, protocol tests).
+pub fn replication_client(r: &Replica) -> chat_server::replication::client::PeerClient {
+    use chat_server::auth::ClusterSecret;
+    use chat_server::replication::auth::AddPeerKey;
+    use chat_server::replication::client::Dialer;
+    Dialer {
+        key: AddPeerKey::new(&ClusterSecret::new(SECRET.as_bytes().to_vec()).expect("secret")),
+        tls_ca: None,
+        dead_after: Duration::from_secs(5),
+    }
+    .client(&r.replication_addr.to_string())
+    .expect("replication client")
+}
+
+pub use chat_server::proto::replication::StatusResponse;
+
+/// Several replicas on 127.0.0.1, each joined to all the others.
+pub struct TestCluster {
+    pub replicas: Vec<Replica>,
+    // Last, so replicas are stopped before their directories go.
+    pub dir: TestDir,
+}
+
+impl TestCluster {
+    /// `n` replicas (ids 1..=n), configured to join each other, not started.
+    pub fn new(name: &str, n: u32) -> Self {
+        let dir = TestDir::new(name);
+        let mut replicas: Vec<Replica> = (1..=n)
+            .map(|id| Replica::new(dir.path(), id, vec![]))
+            .collect();
+        let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.replication_addr).collect();
+        for r in &mut replicas {
+            r.join = addrs
+                .iter()
+                .copied()
+                .filter(|a| *a != r.replication_addr)
+                .collect();
+        }
+        Self { replicas, dir }
+    }
+
+    /// Starts every replica (all at once, as an operator would) and waits
+    /// until each serves clients.
+    pub async fn start(name: &str, n: u32) -> Self {
+        let mut c = Self::new(name, n);
+        for r in &mut c.replicas {
+            r.spawn();
+        }
+        for r in &mut c.replicas {
+            r.wait_ready(Duration::from_secs(30)).await;
+        }
+        c
+    }
+
+    pub fn r(&mut self, id: u32) -> &mut Replica {
+        &mut self.replicas[id as usize - 1]
+    }
+
+    /// Adds a replica joining through `join` (not started).
+    pub fn add(&mut self, join: Vec<SocketAddr>) -> u32 {
+        let id = self.replicas.len() as u32 + 1;
+        self.replicas.push(Replica::new(self.dir.path(), id, join));
+        id
+    }
+
+    pub async fn status(&self, id: u32) -> Result<StatusResponse, tonic::Status> {
+        let mut c = replication_client(&self.replicas[id as usize - 1]);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            c.status(chat_server::proto::replication::StatusRequest {}),
+        )
+        .await
+        .map_err(|_| tonic::Status::deadline_exceeded("status timed out"))?
+        .map(|r| r.into_inner())
+    }
+
+    /// Waits until every running replica has the same cutoffs and state
+    /// digest, and sees every other running replica as live. Returns the
+    /// digest and how long it took.
+    pub async fn converge(&self, timeout: Duration) -> (String, Duration) {
+        let started = Instant::now();
+        loop {
+            let running: Vec<u32> = self
+                .replicas
+                .iter()
+                .filter(|r| r.is_running())
+                .map(|r| r.id)
+                .collect();
+            let mut statuses = Vec::new();
+            for &id in &running {
+                if let Ok(s) = self.status(id).await {
+                    statuses.push(s);
+                }
+            }
+            if statuses.len() == running.len() {
+                let digests: HashSet<_> = statuses.iter().map(|s| s.state_digest.clone()).collect();
+                let cutoffs: HashSet<_> = statuses
+                    .iter()
+                    .map(|s| {
+                        s.cutoffs
+                            .iter()
+                            .map(|c| (c.origin, c.seq))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                let all_live = statuses.iter().all(|s| {
+                    running.iter().all(|id| {
+                        s.replica.as_ref().is_some_and(|r| r.id == *id)
+                            || s.peers
+                                .iter()
+                                .any(|p| p.live && p.info.as_ref().is_some_and(|i| i.id == *id))
+                    })
+                });
+                if digests.len() == 1 && cutoffs.len() == 1 && all_live {
+                    return (statuses[0].state_digest.clone(), started.elapsed());
+                }
+            }
+            if started.elapsed() > timeout {
+                let logs: Vec<String> = self
+                    .replicas
+                    .iter()
+                    .map(|r| format!("--- replica {} ---\n{}", r.id, r.log_tail()))
+                    .collect();
+                panic!(
+                    "replicas did not converge within {timeout:?}; last statuses: {statuses:#?}\n{}",
+                    logs.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

@@ -12,22 +12,6 @@ pub trait ServerList: Send + Sync {
     fn servers(&self) -> Vec<Server>;
 }
 
-/// A replica with no peers.
-pub struct Standalone {
-    pub id: u32,
-    pub url: String,
-}
-
-impl ServerList for Standalone {
-    fn servers(&self) -> Vec<Server> {
-        vec![Server {
-            id: self.id,
-            url: self.url.clone(),
-            live: true,
-        }]
-    }
-}
-
 pub fn handle(ctx: &Context) -> ListServersResponse {
     ListServersResponse {
         servers: ctx.servers.servers(),

@@ -1,0 +1,369 @@
+//! This replica's view of the cluster: who the peers are, how to reach them,
+//! and whether each is live -- plus the start-up sequence.
+//!
+//! Liveness is per link and symmetric in meaning: while this replica
+//! considers peer P live it relays every local entry to P before answering
+//! the client, and it accepts P's relays. When a relay or heartbeat to P
+//! fails, P becomes dead: writes here stop waiting for P, and P's relays are
+//! refused with "resync" until P introduces itself again, which fills every
+//! gap in both directions.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chat_shared::proto::Server;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::client::{Dialer, PeerClient};
+use super::introduce::{IntroError, introduce};
+use super::link;
+use crate::api::ServerList;
+use crate::entry::Entry;
+use crate::proto::replication::ReplicaInfo;
+use crate::state::StorageError;
+use crate::storage::Store;
+use crate::writer::Writer;
+
+/// Timing of the replication protocol.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A relay (or heartbeat) not answered within this is a dead peer. Must
+    /// exceed the disk's worst fsync stall (~0.7 s on our machines).
+    pub relay_timeout: Duration,
+    /// Interval between heartbeats to an idle live peer, and between
+    /// introduction attempts to a dead one (twice this).
+    pub heartbeat: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not relaying; its relays are refused. The link task keeps trying to
+    /// introduce itself to the peer.
+    Dead,
+    /// An introduction with the peer is under way.
+    Syncing,
+    /// Relaying, and accepting its relays.
+    Live,
+}
+
+/// A local entry batch waiting to be relayed to one peer.
+pub struct RelayItem {
+    pub entries: Arc<Vec<Entry>>,
+    /// Told whether the peer acknowledged (true) or failed (false).
+    pub done: oneshot::Sender<bool>,
+}
+
+struct LinkStatus {
+    state: LinkState,
+    since: Instant,
+    last_contact: Option<Instant>,
+    /// Highest sequence number of *this* replica's log the peer is known to
+    /// hold: where relaying resumes.
+    peer_has: u64,
+}
+
+/// One peer, as seen from here.
+pub struct Link {
+    pub id: u32,
+    info: Mutex<ReplicaInfo>,
+    status: Mutex<LinkStatus>,
+    queue: mpsc::UnboundedSender<RelayItem>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Link {
+    pub fn info(&self) -> ReplicaInfo {
+        lock(&self.info).clone()
+    }
+
+    pub fn state(&self) -> LinkState {
+        lock(&self.status).state
+    }
+
+    /// How long the link has been in its current state.
+    pub fn state_age(&self) -> Duration {
+        lock(&self.status).since.elapsed()
+    }
+
+    pub fn set_state(&self, state: LinkState) {
+        let mut s = lock(&self.status);
+        if s.state != state {
+            tracing::info!(peer = self.id, from = ?s.state, to = ?state, "link state");
+            s.state = state;
+            s.since = Instant::now();
+        }
+    }
+
+    /// Marks the link live, knowing the peer holds this replica's log up to
+    /// `peer_has`.
+    pub fn set_live(&self, peer_has: u64) {
+        self.touch();
+        self.advance(peer_has);
+        self.set_state(LinkState::Live);
+    }
+
+    pub fn peer_has(&self) -> u64 {
+        lock(&self.status).peer_has
+    }
+
+    /// Records that the peer holds our log up to `seq` (never moves back:
+    /// what a peer holds is durable there).
+    pub fn advance(&self, seq: u64) {
+        let mut s = lock(&self.status);
+        s.peer_has = s.peer_has.max(seq);
+    }
+
+    pub fn touch(&self) {
+        lock(&self.status).last_contact = Some(Instant::now());
+    }
+
+    pub fn last_contact(&self) -> Option<Duration> {
+        lock(&self.status).last_contact.map(|t| t.elapsed())
+    }
+
+    /// Queues a batch for relaying. If the link dies first, the batch is
+    /// reported failed.
+    pub fn enqueue(&self, item: RelayItem) {
+        if let Err(mpsc::error::SendError(item)) = self.queue.send(item) {
+            let _ = item.done.send(false);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "replica id {id} is already used by another replica (instance {existing}, at {addr}); \
+         every replica needs its own id, and a replica that lost its data must rejoin under a new one"
+    )]
+    IdClash {
+        id: u32,
+        existing: String,
+        addr: String,
+    },
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+pub struct Cluster {
+    pub me: ReplicaInfo,
+    pub store: Arc<Store>,
+    pub writer: Writer,
+    pub settings: Settings,
+    pub dialer: Dialer,
+    links: Mutex<BTreeMap<u32, Arc<Link>>>,
+    started: watch::Sender<bool>,
+    /// Set once start-up sync is done and the client API is served.
+    pub serving: AtomicBool,
+}
+
+const PEER_KEY_PREFIX: &str = "peer/";
+
+impl Cluster {
+    /// The cluster as remembered in the store. Link tasks start idle; they
+    /// run once [`Cluster::startup`] is done.
+    pub fn new(
+        me: ReplicaInfo,
+        store: Arc<Store>,
+        writer: Writer,
+        settings: Settings,
+        dialer: Dialer,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let cluster = Arc::new(Self {
+            me,
+            store,
+            writer,
+            settings,
+            dialer,
+            links: Mutex::new(BTreeMap::new()),
+            started: watch::channel(false).0,
+            serving: AtomicBool::new(false),
+        });
+        for (_, bytes) in cluster.store.meta_scan(PEER_KEY_PREFIX)? {
+            let info = ReplicaInfo::decode(bytes.as_slice())
+                .map_err(|e| StorageError::Corrupt(format!("peer record: {e}")))?;
+            cluster.add_peer(info)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn link(&self, id: u32) -> Option<Arc<Link>> {
+        lock(&self.links).get(&id).cloned()
+    }
+
+    pub fn links(&self) -> Vec<Arc<Link>> {
+        lock(&self.links).values().cloned().collect()
+    }
+
+    /// Links to peers currently live.
+    pub fn live_links(&self) -> Vec<Arc<Link>> {
+        lock(&self.links)
+            .values()
+            .filter(|l| l.state() == LinkState::Live)
+            .cloned()
+            .collect()
+    }
+
+    /// Every replica known here, this one included.
+    pub fn network(&self) -> Vec<ReplicaInfo> {
+        let mut all = vec![self.me.clone()];
+        all.extend(self.links().iter().map(|l| l.info()));
+        all
+    }
+
+    /// Learns of (or updates) a replica. Refuses a second replica claiming an
+    /// id that belongs to another instance. Returns `None` for this replica.
+    pub fn add_peer(
+        self: &Arc<Self>,
+        info: ReplicaInfo,
+    ) -> Result<Option<Arc<Link>>, ClusterError> {
+        if info.id == self.me.id {
+            if info.instance != self.me.instance {
+                return Err(ClusterError::IdClash {
+                    id: info.id,
+                    existing: self.me.instance.clone(),
+                    addr: self.me.replication_addr.clone(),
+                });
+            }
+            return Ok(None);
+        }
+        let mut links = lock(&self.links);
+        if let Some(link) = links.get(&info.id) {
+            let mut known = lock(&link.info);
+            if known.instance != info.instance {
+                return Err(ClusterError::IdClash {
+                    id: info.id,
+                    existing: known.instance.clone(),
+                    addr: known.replication_addr.clone(),
+                });
+            }
+            if *known != info {
+                tracing::info!(peer = info.id, addr = %info.replication_addr, "peer moved");
+                self.store
+                    .meta_put(&peer_key(info.id), &info.encode_to_vec())?;
+                *known = info;
+            }
+            return Ok(Some(link.clone()));
+        }
+        self.store
+            .meta_put(&peer_key(info.id), &info.encode_to_vec())?;
+        tracing::info!(peer = info.id, addr = %info.replication_addr, "new peer");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let link = Arc::new(Link {
+            id: info.id,
+            info: Mutex::new(info),
+            status: Mutex::new(LinkStatus {
+                state: LinkState::Dead,
+                since: Instant::now(),
+                last_contact: None,
+                peer_has: 0,
+            }),
+            queue: tx,
+        });
+        links.insert(link.id, link.clone());
+        tokio::spawn(link::run(self.clone(), link.clone(), rx));
+        Ok(Some(link))
+    }
+
+    pub fn client(&self, addr: &str) -> Result<PeerClient, IntroError> {
+        self.dialer
+            .client(addr)
+            .map_err(|e| IntroError::Unreachable(e.to_string()))
+    }
+
+    /// Resolves once start-up is done (link tasks wait for it).
+    pub async fn wait_started(&self) {
+        let mut rx = self.started.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// The start-up sequence: introduce ourselves to one peer (from `join`,
+    /// else from the remembered network) to get the network state and the
+    /// backlog, then to every other replica (near-empty syncs), then let the
+    /// link tasks run. Peers that cannot be reached are left dead: their
+    /// links keep trying. Only an id clash is fatal.
+    pub async fn startup(self: &Arc<Self>, join: &[String]) -> Result<(), ClusterError> {
+        let mut candidates: Vec<(String, Option<u32>)> =
+            join.iter().map(|a| (a.clone(), None)).collect();
+        for link in self.links() {
+            let addr = link.info().replication_addr;
+            if !join.contains(&addr) {
+                candidates.push((addr, Some(link.id)));
+            }
+        }
+        let mut first = None;
+        for (addr, expect) in &candidates {
+            match introduce(self, addr, *expect).await {
+                Ok(peer) => {
+                    tracing::info!(peer = peer.id, %addr, "synced from first peer");
+                    first = Some(peer.id);
+                    break;
+                }
+                Err(IntroError::Clash(e)) => return Err(e),
+                Err(e) => tracing::warn!(%addr, error = %e, "introduction failed"),
+            }
+        }
+        if first.is_none() && !candidates.is_empty() {
+            tracing::warn!(
+                "no peer reachable: serving with local state; peers will sync when they return"
+            );
+        }
+        // Join addresses not tried yet (their ids are unknown until they
+        // answer), then every replica the network state names.
+        for (addr, _) in &candidates {
+            let known = self
+                .links()
+                .iter()
+                .any(|l| l.info().replication_addr == *addr);
+            if known || first.is_none() {
+                continue;
+            }
+            match introduce(self, addr, None).await {
+                Ok(peer) => tracing::info!(peer = peer.id, %addr, "synced"),
+                Err(IntroError::Clash(e)) => return Err(e),
+                Err(e) => tracing::warn!(%addr, error = %e, "introduction failed"),
+            }
+        }
+        for link in self.links() {
+            if Some(link.id) == first || link.state() == LinkState::Live {
+                continue;
+            }
+            let addr = link.info().replication_addr;
+            match introduce(self, &addr, Some(link.id)).await {
+                Ok(_) => tracing::info!(peer = link.id, "synced"),
+                Err(IntroError::Clash(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(peer = link.id, error = %e, "peer unreachable at start-up")
+                }
+            }
+        }
+        self.started.send_replace(true);
+        Ok(())
+    }
+}
+
+fn peer_key(id: u32) -> String {
+    format!("{PEER_KEY_PREFIX}{id:010}")
+}
+
+impl ServerList for Cluster {
+    fn servers(&self) -> Vec<Server> {
+        let mut out = vec![Server {
+            id: self.me.id,
+            url: self.me.client_url.clone(),
+            live: true,
+        }];
+        out.extend(self.links().iter().map(|l| Server {
+            id: l.id,
+            url: l.info().client_url,
+            live: l.state() == LinkState::Live,
+        }));
+        out
+    }
+}

@@ -1,0 +1,220 @@
+//! Introducing this replica to a peer (the requester's side).
+//!
+//! ```text
+//!  requester R                                   responder P
+//!  ── Introduce{R's info, R's cutoffs} ─────────▶  P marks R "syncing",
+//!                                                 records R in its network
+//!  ◀──────── Hello{P's info, network, P's cutoffs}
+//!  ◀──────── chunks: every entry P holds past R's cutoffs
+//!  (R applies each chunk durably as it arrives)
+//!  ── Push{R's cutoffs now} + chunks: every entry ▶ P applies them durably,
+//!     R holds past P's cutoffs                    marks R live (relays resume
+//!                                                 from R's cutoff for P)
+//!  ◀──────── P's cutoffs after the push
+//!  R marks P live (relays resume from P's cutoff for R)
+//! ```
+//!
+//! Both sides end with each other's entries up to the moment of the
+//! introduction, and each resumes relaying exactly where the other's cutoff
+//! says; anything written meanwhile is filled from the log by the links.
+//! Applying is idempotent (entries already held are skipped), so repeated or
+//! crossing introductions are harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::backlog;
+use super::cluster::{Cluster, ClusterError, LinkState};
+use crate::entry::Entry;
+use crate::proto::replication::{
+    EntryChunk, IntroduceRequest, PushRequest, ReplicaInfo, introduce_response,
+};
+
+/// Longest wait for the next backlog chunk before the peer counts as hung.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntroError {
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    #[error("peer refused: {0}")]
+    Refused(tonic::Status),
+    #[error("peer did not answer in time")]
+    Timeout,
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("expected replica {expected} at that address, found replica {found}")]
+    WrongReplica { expected: u32, found: u32 },
+    #[error("cannot apply the backlog: {0}")]
+    Apply(String),
+    #[error(transparent)]
+    Clash(#[from] ClusterError),
+}
+
+fn call_error(s: tonic::Status) -> IntroError {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            IntroError::Unreachable(s.message().to_string())
+        }
+        tonic::Code::DeadlineExceeded => IntroError::Timeout,
+        _ => IntroError::Refused(s),
+    }
+}
+
+/// Introduces this replica to the peer at `addr` (expected to be replica
+/// `expect`, if known). On success both sides hold each other's entries
+/// and consider each other live; returns the peer's info.
+pub async fn introduce(
+    cluster: &Arc<Cluster>,
+    addr: &str,
+    expect: Option<u32>,
+) -> Result<ReplicaInfo, IntroError> {
+    let mut client = cluster.client(addr)?;
+    let deadline = cluster.settings.relay_timeout;
+    let request = IntroduceRequest {
+        from: Some(cluster.me.clone()),
+        cutoffs: backlog::to_proto(&cluster.writer.cutoffs()),
+    };
+    let mut stream = tokio::time::timeout(deadline, client.introduce(request))
+        .await
+        .map_err(|_| IntroError::Timeout)?
+        .map_err(|s| {
+            if s.code() == tonic::Code::FailedPrecondition && s.message().contains("already used") {
+                IntroError::Clash(ClusterError::IdClash {
+                    id: cluster.me.id,
+                    existing: "(see the peer's log)".into(),
+                    addr: addr.to_string(),
+                })
+            } else {
+                call_error(s)
+            }
+        })?
+        .into_inner();
+    let hello = match tokio::time::timeout(deadline, stream.message())
+        .await
+        .map_err(|_| IntroError::Timeout)?
+        .map_err(call_error)?
+        .and_then(|m| m.kind)
+    {
+        Some(introduce_response::Kind::Hello(h)) => h,
+        _ => {
+            return Err(IntroError::Protocol(
+                "introduction did not start with Hello".into(),
+            ));
+        }
+    };
+    let responder = hello
+        .responder
+        .ok_or_else(|| IntroError::Protocol("Hello without responder".into()))?;
+    if let Some(expected) = expect
+        && responder.id != expected
+    {
+        return Err(IntroError::WrongReplica {
+            expected,
+            found: responder.id,
+        });
+    }
+    for info in hello.network {
+        if info.id != responder.id {
+            cluster.add_peer(info)?;
+        }
+    }
+    let link = cluster
+        .add_peer(responder.clone())?
+        .ok_or_else(|| IntroError::Protocol("a replica answered as this replica".into()))?;
+    link.set_state(LinkState::Syncing);
+    let result = sync(cluster, &mut client, &mut stream, &hello.cutoffs).await;
+    match result {
+        Ok(peer_has) => {
+            link.set_live(peer_has);
+            Ok(responder)
+        }
+        Err(e) => {
+            link.set_state(LinkState::Dead);
+            Err(e)
+        }
+    }
+}
+
+/// Applies the responder's backlog, pushes ours; returns how much of our
+/// log the responder now holds.
+async fn sync(
+    cluster: &Arc<Cluster>,
+    client: &mut super::client::PeerClient,
+    stream: &mut tonic::Streaming<crate::proto::replication::IntroduceResponse>,
+    responder_cutoffs: &[crate::proto::replication::Cutoff],
+) -> Result<u64, IntroError> {
+    let mut received = 0usize;
+    loop {
+        let next = tokio::time::timeout(CHUNK_TIMEOUT, stream.message())
+            .await
+            .map_err(|_| IntroError::Timeout)?
+            .map_err(call_error)?;
+        let Some(message) = next else { break };
+        let Some(introduce_response::Kind::Chunk(chunk)) = message.kind else {
+            return Err(IntroError::Protocol("expected an entry chunk".into()));
+        };
+        let entries = decode_chunk(chunk)?;
+        received += entries.len();
+        cluster
+            .writer
+            .apply_remote(entries)
+            .await
+            .map_err(|e| IntroError::Apply(e.to_string()))?;
+    }
+
+    let theirs = backlog::from_proto(responder_cutoffs);
+    let mine = cluster.writer.cutoffs();
+    let pushed = mine
+        .iter()
+        .map(|(o, s)| s.saturating_sub(theirs.get(o).copied().unwrap_or(0)))
+        .sum::<u64>();
+    let mut chunks = backlog::spawn(cluster.store.clone(), theirs, mine.clone());
+    let first = PushRequest {
+        from: Some(cluster.me.clone()),
+        chunk: None,
+        cutoffs: backlog::to_proto(&mine),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let _ = tx.send(first).await;
+    tokio::spawn(async move {
+        while let Some(chunk) = chunks.recv().await {
+            let Ok(entries) = chunk else { return }; // dropping tx ends the push short
+            let msg = PushRequest {
+                from: None,
+                chunk: Some(EntryChunk {
+                    entries: entries.iter().map(Entry::to_proto).collect(),
+                }),
+                cutoffs: Vec::new(),
+            };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    let response = client
+        .push(ReceiverStream::new(rx))
+        .await
+        .map_err(call_error)?
+        .into_inner();
+    let after = backlog::from_proto(&response.cutoffs);
+    let mine_now = mine.get(&cluster.me.id).copied().unwrap_or(0);
+    let peer_has = after.get(&cluster.me.id).copied().unwrap_or(0);
+    if peer_has < mine_now {
+        return Err(IntroError::Protocol(format!(
+            "peer holds our log up to {peer_has} after the push, expected {mine_now}"
+        )));
+    }
+    tracing::debug!(received, pushed, "introduction synced");
+    Ok(peer_has)
+}
+
+pub fn decode_chunk(chunk: EntryChunk) -> Result<Vec<Entry>, IntroError> {
+    chunk
+        .entries
+        .into_iter()
+        .map(|e| Entry::from_proto(e).map_err(|e| IntroError::Protocol(e.to_string())))
+        .collect()
+}

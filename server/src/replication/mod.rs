@@ -1,0 +1,36 @@
+//! Multi-master replication by log shipping.
+//!
+//! Any replica accepts a client's write. The writer logs and applies it
+//! durably (`writer`), then [`relay`] holds the client's answer until every
+//! peer this replica considers live has the entry durably too, or has failed
+//! and been marked dead (**relay-or-fail**). Each peer has one [`link`] task
+//! that relays this replica's entries to it in sequence order, batching
+//! whatever queued up during the previous round trip, with a deadline.
+//!
+//! Replicas only ever ship *their own* entries on relays; entries of other
+//! origins travel in **introductions** ([`introduce`]): a replica that starts,
+//! or that a peer had written off, sends its per-origin cutoffs and receives
+//! every entry it lacks (then pushes what the peer lacks). Because applying
+//! is idempotent and order-insensitive across origins (see `state::apply`),
+//! repeated, overlapping or crossing syncs are harmless, and every replica
+//! that has the same entries has the same state.
+//!
+//! Liveness ([`cluster`]): a failed or late relay or heartbeat marks a peer
+//! dead. A replica refuses relays from peers it considers dead ("resync with
+//! me"), which makes them introduce themselves again before relaying; dead
+//! peers are retried every two heartbeat intervals, so a healed partition or
+//! a restarted replica comes back without waiting for a write.
+//!
+//! `docs/replication.md` describes the guarantees and the failure model.
+
+pub mod auth;
+mod backlog;
+pub mod client;
+pub mod cluster;
+mod introduce;
+mod link;
+pub mod relay;
+pub mod service;
+
+pub use cluster::{Cluster, ClusterError, LinkState, Settings};
+pub use service::ReplicationService;

@@ -1,0 +1,541 @@
+//! Replication end to end: real replica processes, killed, stopped and
+//! restarted; checked through the client API and the replicas' status
+//! digests.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chat_tests::chat_server::proto::replication as repl;
+use chat_tests::chat_shared::proto::{self, event};
+use chat_tests::*;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+fn send_req(to: &str, body: &str) -> proto::SendMessageRequest {
+    proto::SendMessageRequest {
+        request_id: rid(),
+        recipient_id: to.into(),
+        body: body.into(),
+    }
+}
+
+fn id(a: &proto::AuthResponse) -> String {
+    a.account.as_ref().unwrap().id.clone()
+}
+
+async fn history(r: &Replica, token: &str, peer: &str) -> Vec<proto::Message> {
+    let mut c = r.client().await;
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = c
+            .get_history(authed(
+                token,
+                proto::GetHistoryRequest {
+                    peer_id: peer.into(),
+                    page_size: 200,
+                    cursor,
+                },
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("history on replica {}: {s:?}", r.id))
+            .into_inner();
+        out.extend(page.messages);
+        if page.next_cursor.is_empty() {
+            return out;
+        }
+        cursor = page.next_cursor;
+    }
+}
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_readable_everywhere_and_delivered_live_across_replicas() {
+    let mut cluster = TestCluster::start("repl-basic", 3).await;
+    cluster.converge(CONVERGE).await;
+    let mut c1 = cluster.r(1).client().await;
+    let mut c2 = cluster.r(2).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    // Bob registers on replica 2, with Ann's creation already there.
+    let bob = register(&mut c2, "bob", "bob-password").await;
+    // Sessions are valid on every replica.
+    let mut events = c2
+        .subscribe(authed(&bob.token, proto::SubscribeRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        events.next().await.unwrap().unwrap().kind,
+        Some(event::Kind::Subscribed(_))
+    ));
+
+    for i in 0..20 {
+        let sent = c1
+            .send_message(authed(&ann.token, send_req(&id(&bob), &format!("hi {i}"))))
+            .await
+            .unwrap()
+            .into_inner()
+            .message
+            .unwrap();
+        // Readable on the other two as soon as the write returns.
+        for r in [2, 3] {
+            let h = history(cluster.r(r), &bob.token, &id(&ann)).await;
+            assert_eq!(
+                h[0].id, sent.id,
+                "replica {r} lacks message {i} right after the ack"
+            );
+        }
+        // And delivered live to Bob's subscription on replica 2.
+        let got = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("live event")
+            .unwrap()
+            .unwrap();
+        match got.kind {
+            Some(event::Kind::Message(m)) => assert_eq!(m.id, sent.id),
+            other => panic!("expected message, got {other:?}"),
+        }
+    }
+    // Every replica lists all three servers as up.
+    for r in 1..=3 {
+        let list = cluster
+            .r(r)
+            .client()
+            .await
+            .list_servers(proto::ListServersRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(list.this_server_id, r);
+        assert_eq!(list.servers.len(), 3);
+        assert!(list.servers.iter().all(|s| s.live), "{list:?}");
+        let urls: HashSet<_> = list.servers.iter().map(|s| s.url.clone()).collect();
+        let want: HashSet<_> = cluster.replicas.iter().map(|r| r.url()).collect();
+        assert_eq!(urls, want);
+    }
+    cluster.converge(CONVERGE).await;
+}
+
+/// Sends `n` messages from `from` to `to` through replica `via`; returns the
+/// acknowledged message ids.
+async fn send_many(
+    r: &Replica,
+    from: &proto::AuthResponse,
+    to: &str,
+    n: usize,
+    tag: &str,
+) -> Vec<String> {
+    let mut c = r.client().await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let m = c
+            .send_message(authed(&from.token, send_req(to, &format!("{tag} {i}"))))
+            .await
+            .unwrap_or_else(|s| panic!("send via replica {}: {s:?}", r.id))
+            .into_inner()
+            .message
+            .unwrap();
+        ids.push(m.id);
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_replicas_catch_up_and_nothing_acknowledged_is_lost() {
+    let mut cluster = TestCluster::start("repl-crash", 3).await;
+    let mut c1 = cluster.r(1).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    let bob = register(&mut c1, "bob", "bob-password").await;
+    let mut acked = send_many(cluster.r(1), &ann, &id(&bob), 10, "before").await;
+
+    // kill -9 one replica; the others keep accepting writes.
+    cluster.r(3).kill9();
+    acked.extend(send_many(cluster.r(1), &ann, &id(&bob), 20, "r3 down, via r1").await);
+    acked.extend(send_many(cluster.r(2), &bob, &id(&ann), 20, "r3 down, via r2").await);
+    cluster.r(3).start().await;
+    let (digest, took) = cluster.converge(CONVERGE).await;
+    eprintln!("replica 3 caught up in {took:?} (digest {digest})");
+
+    // Kill two of three: the survivor keeps accepting writes.
+    cluster.r(2).kill9();
+    cluster.r(3).kill9();
+    let t = Instant::now();
+    acked.extend(send_many(cluster.r(1), &ann, &id(&bob), 20, "alone").await);
+    eprintln!("20 sends on the lone survivor took {:?}", t.elapsed());
+    cluster.r(2).spawn();
+    cluster.r(3).spawn();
+    cluster.r(2).wait_ready(Duration::from_secs(30)).await;
+    cluster.r(3).wait_ready(Duration::from_secs(30)).await;
+    cluster.converge(CONVERGE).await;
+
+    // Everything acknowledged is on every replica, exactly once.
+    for r in 1..=3 {
+        let h = history(cluster.r(r), &ann.token, &id(&bob)).await;
+        let ids: HashSet<_> = h.iter().map(|m| m.id.clone()).collect();
+        assert_eq!(ids.len(), h.len(), "duplicates on replica {r}");
+        for a in &acked {
+            assert!(ids.contains(a), "replica {r} lost acknowledged message {a}");
+        }
+        assert_eq!(h.len(), acked.len(), "replica {r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_replica_is_written_off_then_resyncs() {
+    let mut cluster = TestCluster::new("repl-sigstop", 3);
+    for r in &mut cluster.replicas {
+        r.extra_args = vec!["--relay-timeout-ms".into(), "1000".into()];
+        r.spawn();
+    }
+    for r in &mut cluster.replicas {
+        r.wait_ready(Duration::from_secs(30)).await;
+    }
+    let mut c1 = cluster.r(1).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    let bob = register(&mut c1, "bob", "bob-password").await;
+    cluster.converge(CONVERGE).await;
+
+    cluster.r(3).signal(nix::sys::signal::Signal::SIGSTOP);
+    // Writes elsewhere keep succeeding: the first waits out the relay
+    // deadline, then replica 3 is dead to the others and writes are fast.
+    let t = Instant::now();
+    let mut acked = send_many(cluster.r(1), &ann, &id(&bob), 1, "first").await;
+    let first = t.elapsed();
+    assert!(first < Duration::from_secs(4), "first write took {first:?}");
+    let t = Instant::now();
+    acked.extend(send_many(cluster.r(1), &ann, &id(&bob), 20, "stopped").await);
+    acked.extend(send_many(cluster.r(2), &bob, &id(&ann), 20, "stopped").await);
+    eprintln!("first write {first:?}; next 40 in {:?}", t.elapsed());
+    let s1 = cluster.status(1).await.unwrap();
+    let p3 = s1
+        .peers
+        .iter()
+        .find(|p| p.info.as_ref().unwrap().id == 3)
+        .unwrap();
+    assert!(
+        !p3.live,
+        "replica 1 still considers the stopped replica live"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.r(3).signal(nix::sys::signal::Signal::SIGCONT);
+    let (_, took) = cluster.converge(CONVERGE).await;
+    eprintln!("converged {took:?} after SIGCONT");
+    for r in 1..=3 {
+        let h = history(cluster.r(r), &ann.token, &id(&bob)).await;
+        let ids: HashSet<_> = h.iter().map(|m| m.id.clone()).collect();
+        assert!(
+            acked.iter().all(|a| ids.contains(a)),
+            "replica {r} lacks acknowledged writes"
+        );
+    }
+    // Replica 3 was re-introduced (by itself, after being told to resync or
+    // that it was considered dead, or by the others' retries).
+    let logs: String = (1..=3).map(|r| cluster.r(r).log_tail()).collect();
+    assert!(
+        logs.contains("introduction complete"),
+        "no re-introduction logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_from_a_peer_considered_dead_is_told_to_resync() {
+    let mut cluster = TestCluster::start("repl-resync", 2).await;
+    cluster.converge(CONVERGE).await;
+    let info2 = cluster.status(2).await.unwrap().replica.unwrap();
+    cluster.r(2).kill9();
+    // A write on replica 1 finds replica 2 gone and marks it dead.
+    let mut c1 = cluster.r(1).client().await;
+    register(&mut c1, "ann", "ann-password").await;
+    let s1 = cluster.status(1).await.unwrap();
+    assert!(!s1.peers[0].live);
+    // Now "replica 2" relays its next entry: refused with resync.
+    let entry = chat_tests::chat_server::entry::Entry {
+        origin: 2,
+        seq: 1,
+        hlc: 1 << 16,
+        request_id: [9; 16],
+        op: chat_tests::chat_server::entry::Op::DeleteAccount {
+            account: chat_tests::chat_server::ids::AccountId([1; 16]),
+        },
+    };
+    let resp = replication_client(cluster.r(1))
+        .relay(repl::RelayRequest {
+            from: Some(info2),
+            entries: vec![entry.to_proto()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.resync);
+    assert_eq!(resp.cutoff, 0);
+    // And nothing of the refused relay was applied.
+    let s1 = cluster.status(1).await.unwrap();
+    assert!(s1.cutoffs.iter().all(|c| c.origin != 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_replica_joins_with_full_history() {
+    let mut cluster = TestCluster::start("repl-join", 3).await;
+    let mut c1 = cluster.r(1).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    let bob = register(&mut c1, "bob", "bob-password").await;
+    let mut acked = send_many(cluster.r(1), &ann, &id(&bob), 30, "history").await;
+    acked.extend(send_many(cluster.r(2), &bob, &id(&ann), 30, "history").await);
+    // Replica 4 knows only replica 2.
+    let join = vec![cluster.r(2).replication_addr];
+    let four = cluster.add(join);
+    cluster.r(four).start().await;
+    let (_, took) = cluster.converge(CONVERGE).await;
+    eprintln!("replica 4 joined and converged in {took:?}");
+    let h = history(cluster.r(4), &ann.token, &id(&bob)).await;
+    assert_eq!(h.len(), acked.len());
+    // It is part of everyone's network, and writes through it replicate.
+    for r in 1..=3 {
+        let list = cluster
+            .r(r)
+            .client()
+            .await
+            .list_servers(proto::ListServersRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            list.servers.iter().any(|s| s.id == 4 && s.live),
+            "replica {r}: {list:?}"
+        );
+    }
+    let m = send_many(cluster.r(4), &bob, &id(&ann), 1, "from four").await;
+    let h = history(cluster.r(1), &ann.token, &id(&bob)).await;
+    assert_eq!(h[0].id, m[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_id_clash_is_refused() {
+    let mut cluster = TestCluster::start("repl-clash", 2).await;
+    // A fresh data directory claiming id 2, which replica 2 already holds.
+    let join = vec![cluster.r(1).replication_addr];
+    let mut impostor = Replica::new(&cluster.dir.path().join("impostor"), 2, join);
+    std::fs::create_dir_all(cluster.dir.path().join("impostor")).unwrap();
+    impostor.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(code) = impostor.exit_code() {
+            assert_ne!(code, 0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "impostor still running:\n{}",
+            impostor.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        impostor.log_tail().contains("already used"),
+        "{}",
+        impostor.log_tail()
+    );
+    cluster.converge(CONVERGE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations_of_one_name_have_one_owner_everywhere() {
+    let mut cluster = TestCluster::start("repl-names", 3).await;
+    let c1 = cluster.r(1).client().await;
+    let c2 = cluster.r(2).client().await;
+    let trials = 25;
+    let mut both_ok = 0;
+    for t in 0..trials {
+        let name = format!("name{t}");
+        let req = |pw: &str| proto::CreateAccountRequest {
+            request_id: rid(),
+            username: name.clone(),
+            password: pw.into(),
+        };
+        let (mut a, mut b) = (c1.clone(), c2.clone());
+        let (ra, rb) = tokio::join!(
+            a.create_account(req("password-a")),
+            b.create_account(req("password-b"))
+        );
+        assert!(
+            ra.is_ok() || rb.is_ok(),
+            "trial {t}: neither registration succeeded"
+        );
+        for r in [&ra, &rb] {
+            if let Err(s) = r {
+                assert_eq!(s.code(), Code::AlreadyExists, "trial {t}: {s:?}");
+            }
+        }
+        if ra.is_ok() && rb.is_ok() {
+            both_ok += 1;
+        }
+    }
+    cluster.converge(CONVERGE).await;
+    // Exactly one owner per name, the same on every replica; the other
+    // registrant is told clearly at login.
+    for t in 0..trials {
+        let mut winners = HashSet::new();
+        for r in 1..=3 {
+            let mut c = cluster.r(r).client().await;
+            let mut ok = Vec::new();
+            for pw in ["password-a", "password-b"] {
+                match c
+                    .login(proto::LoginRequest {
+                        username: format!("name{t}"),
+                        password: pw.into(),
+                    })
+                    .await
+                {
+                    Ok(auth) => ok.push((pw, id(&auth.into_inner()))),
+                    Err(s) => {
+                        assert_eq!(s.code(), Code::Unauthenticated);
+                        assert!(
+                            s.message().contains("wrong username or password")
+                                || s.message().contains("registered by someone else"),
+                            "{s:?}"
+                        );
+                    }
+                }
+            }
+            assert_eq!(ok.len(), 1, "name{t} on replica {r}: {ok:?}");
+            winners.insert(ok[0].clone());
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "name{t}: replicas disagree on the owner: {winners:?}"
+        );
+    }
+    eprintln!("{both_ok} of {trials} trials had both registrations acknowledged");
+    // Directory listing shows each name once.
+    let mut c = cluster.r(3).client().await;
+    let someone = c
+        .login(proto::LoginRequest {
+            username: "name0".into(),
+            password: "password-a".into(),
+        })
+        .await;
+    let token = match someone {
+        Ok(a) => a.into_inner().token,
+        Err(_) => {
+            c.login(proto::LoginRequest {
+                username: "name0".into(),
+                password: "password-b".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+        }
+    };
+    let list = c
+        .list_accounts(authed(
+            &token,
+            proto::ListAccountsRequest {
+                pattern: "name*".into(),
+                page_size: 200,
+                cursor: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.accounts.len(), trials);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_on_another_replica_does_not_duplicate() {
+    let mut cluster = TestCluster::start("repl-retry", 3).await;
+    let mut c1 = cluster.r(1).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    let bob = register(&mut c1, "bob", "bob-password").await;
+    cluster.converge(CONVERGE).await;
+
+    // Simple failover retry: same request on replica 1, then replica 2.
+    let req = send_req(&id(&bob), "once");
+    let a = c1
+        .send_message(authed(&ann.token, req.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut c2 = cluster.r(2).client().await;
+    let b = c2
+        .send_message(authed(&ann.token, req))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.message.unwrap().id, b.message.unwrap().id);
+
+    // The hard case: the first attempt reached only replica 1's disk (the
+    // others were down), replica 1 died, the client retried on replica 2.
+    // Both log entries exist; they must become one message.
+    cluster.r(2).kill9();
+    cluster.r(3).kill9();
+    let req = send_req(&id(&bob), "twice logged, once stored");
+    c1.send_message(authed(&ann.token, req.clone()))
+        .await
+        .unwrap();
+    cluster.r(1).kill9();
+    cluster.r(2).spawn();
+    cluster.r(3).spawn();
+    cluster.r(2).wait_ready(Duration::from_secs(30)).await;
+    cluster.r(3).wait_ready(Duration::from_secs(30)).await;
+    let mut c2 = cluster.r(2).client().await;
+    c2.send_message(authed(&ann.token, req)).await.unwrap();
+    cluster.r(1).start().await;
+    cluster.converge(CONVERGE).await;
+    for r in 1..=3 {
+        let h = history(cluster.r(r), &ann.token, &id(&bob)).await;
+        let n = h
+            .iter()
+            .filter(|m| m.body == "twice logged, once stored")
+            .count();
+        assert_eq!(n, 1, "replica {r} shows the retried message {n} times");
+        assert_eq!(h.len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replication_port_rejects_unauthenticated_calls() {
+    let mut cluster = TestCluster::start("repl-auth", 1).await;
+    let addr = format!("http://{}", cluster.r(1).replication_addr);
+    let channel = tonic::transport::Channel::from_shared(addr)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut anon = repl::replication_client::ReplicationClient::new(channel.clone());
+    let r = anon.status(repl::StatusRequest {}).await;
+    expect_code(r, Code::Unauthenticated);
+    let mut wrong = repl::replication_client::ReplicationClient::with_interceptor(
+        channel,
+        |mut req: tonic::Request<()>| {
+            req.metadata_mut()
+                .insert("authorization", "Bearer 0000".parse().unwrap());
+            Ok(req)
+        },
+    );
+    expect_code(
+        wrong.status(repl::StatusRequest {}).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        wrong
+            .relay(repl::RelayRequest {
+                from: None,
+                entries: vec![],
+            })
+            .await,
+        Code::Unauthenticated,
+    );
+    // With the key it answers.
+    cluster.status(1).await.unwrap();
+    assert!(
+        cluster
+            .r(1)
+            .log_tail()
+            .contains("rejected a replication call")
+    );
+}
