@@ -12,8 +12,14 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Status(args)) => chat_server::status::run(args).await,
         None => {
-            let filter =
-                EnvFilter::try_new(&cli.serve.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+            // The storage engine's info logs are noise to an operator.
+            let mut directives = cli.serve.log_level.clone();
+            for quiet in ["fjall", "lsm_tree"] {
+                if !directives.contains(quiet) {
+                    directives.push_str(&format!(",{quiet}=warn"));
+                }
+            }
+            let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
             tracing_subscriber::fmt().with_env_filter(filter).init();
             chat_server::server::serve(cli.serve)
                 .await

@@ -26,17 +26,19 @@ pub fn server_binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> -> target/<profile>/chat-server
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps")
-        .join("chat-server");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build --bins, with the same profile as the tests)",
-        bin.display()
-    );
+    // A binary in target/<profile>/ (a benchmark) has it beside itself; a
+    // test in target/<profile>/deps/ one directory up.
+    let dir = exe.parent().expect("exe has a directory");
+    let bin = [dir.join("chat-server"), dir.join("../chat-server")]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "chat-server is missing next to {}: build it first (cargo build --bins, \
+                 with the same profile)",
+                exe.display()
+            )
+        });
     bin
 }
 
@@ -74,6 +76,7 @@ pub struct Replica {
     pub log_path: PathBuf,
     pub join: Vec<SocketAddr>,
     pub extra_args: Vec<String>,
+    pub log_level: String,
     child: Option<Child>,
 }
 
@@ -88,6 +91,7 @@ impl Replica {
             log_path: root.join(format!("replica-{id}.log")),
             join,
             extra_args: Vec::new(),
+            log_level: "info,chat_server=debug".into(),
             child: None,
         }
     }
@@ -110,7 +114,7 @@ impl Replica {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--log-level")
-            .arg("info,chat_server=debug")
+            .arg(&self.log_level)
             .args(&self.extra_args)
             .env("CHAT_CLUSTER_SECRET", SECRET)
             .env_remove("CHAT_CLUSTER_SECRET_FILE")

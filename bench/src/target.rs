@@ -1,0 +1,65 @@
+//! What the benchmark runs against: a local cluster it starts (release
+//! `chat-server` processes in a temporary directory, stopped at the end or on
+//! Ctrl-C) or replicas already running (`--attach`).
+
+use std::time::Duration;
+
+use chat_shared::proto::chat_client::ChatClient;
+use chat_tests::{Replica, TestCluster};
+use tonic::transport::Channel;
+
+pub struct Target {
+    pub urls: Vec<String>,
+    /// The processes we started: stopped when the target is dropped.
+    _cluster: Option<TestCluster>,
+}
+
+impl Target {
+    pub async fn start(replicas: u32) -> Self {
+        let mut cluster = TestCluster::new("bench", replicas);
+        for r in &mut cluster.replicas {
+            r.log_level = "warn".into();
+            r.spawn();
+        }
+        for r in &mut cluster.replicas {
+            r.wait_ready(Duration::from_secs(60)).await;
+        }
+        cluster.converge(Duration::from_secs(60)).await;
+        eprintln!(
+            "started {replicas} replica(s) under {}",
+            cluster.dir.path().display()
+        );
+        Self {
+            urls: cluster.replicas.iter().map(Replica::url).collect(),
+            _cluster: Some(cluster),
+        }
+    }
+
+    pub fn attach(addrs: &[String]) -> Self {
+        Self {
+            urls: addrs
+                .iter()
+                .map(|a| {
+                    if a.starts_with("http") {
+                        a.clone()
+                    } else {
+                        format!("http://{a}")
+                    }
+                })
+                .collect(),
+            _cluster: None,
+        }
+    }
+
+    /// A client with its own connection to replica `i % n`.
+    pub async fn client(&self, i: usize) -> ChatClient<Channel> {
+        let url = &self.urls[i % self.urls.len()];
+        let channel = Channel::from_shared(url.clone())
+            .expect("url")
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        ChatClient::new(channel)
+    }
+}

@@ -1,0 +1,3 @@
+//! The named workloads, one file each.
+
+pub mod send;
