@@ -16,6 +16,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+use tower_http::services::{ServeDir, ServeFile};
 
 use crate::api::{ChatApi, Context};
 use crate::auth::{ClusterSecret, Passwords, Sessions};
@@ -133,7 +134,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         let _ = shutdown_tx.send(true);
     });
 
-    let client = serve_client(ctx, client_listener, tls, shutdown_rx.clone());
+    let static_dir = static_dir(&args);
+    if let Some(dir) = &static_dir {
+        tracing::info!(dir = %dir.display(), "serving the web app");
+    }
+    let client = serve_client(ctx, static_dir, client_listener, tls, shutdown_rx.clone());
     let servers = async {
         let (c, r) = tokio::join!(client, replication);
         c.and(r.map_err(|e| ServeError::Config(format!("replication server: {e}")))?)
@@ -171,6 +176,7 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
 /// reflection for grpcurl and load balancers.
 async fn serve_client(
     ctx: Arc<Context>,
+    static_dir: Option<PathBuf>,
     listener: TcpListener,
     tls: Option<ServerTlsConfig>,
     mut shutdown: watch::Receiver<bool>,
@@ -183,12 +189,17 @@ async fn serve_client(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Config(format!("reflection: {e}")))?;
-    let grpc = Routes::new(chat)
+    let mut router = Routes::new(chat)
         .add_service(health_service)
         .add_service(reflection)
         .into_axum_router()
         // gRPC-web only on the gRPC routes: static files must stay plain HTTP.
         .route_layer(tonic_web::GrpcWebLayer::new());
+    if let Some(dir) = static_dir {
+        // The web app; unknown paths get its index.html (client-side routes).
+        let index = ServeFile::new(dir.join("index.html"));
+        router = router.fallback_service(ServeDir::new(&dir).fallback(index));
+    }
     let mut builder = Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(20)));
@@ -197,7 +208,7 @@ async fn serve_client(
     }
     builder
         .layer(cors())
-        .add_routes(Routes::from(grpc))
+        .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(incoming(listener), async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
@@ -246,6 +257,17 @@ fn cors() -> CorsLayer {
             HeaderName::from_static("grpc-status-details-bin"),
         ])
         .max_age(Duration::from_secs(24 * 3600))
+}
+
+/// The web app's directory: --static-dir, else ./dist if it holds an app.
+fn static_dir(args: &ServeArgs) -> Option<PathBuf> {
+    match &args.static_dir {
+        Some(dir) => Some(dir.clone()),
+        None => {
+            let dist = PathBuf::from("dist");
+            dist.join("index.html").exists().then_some(dist)
+        }
+    }
 }
 
 /// The CA peers' certificates are checked against: --tls-ca, else our own

@@ -29,7 +29,7 @@ pub fn server_binary() -> PathBuf {
     // A binary in target/<profile>/ (a benchmark) has it beside itself; a
     // test in target/<profile>/deps/ one directory up.
     let dir = exe.parent().expect("exe has a directory");
-    let bin = [dir.join("chat-server"), dir.join("../chat-server")]
+    [dir.join("chat-server"), dir.join("../chat-server")]
         .into_iter()
         .find(|p| p.exists())
         .unwrap_or_else(|| {
@@ -38,8 +38,7 @@ pub fn server_binary() -> PathBuf {
                  with the same profile)",
                 exe.display()
             )
-        });
-    bin
+        })
 }
 
 /// A port nobody listens on right now (bind port 0, read it, release it).

@@ -588,3 +588,86 @@ async fn sigterm_stops_cleanly_even_with_open_subscriptions() {
     .await
     .expect("account survives a restart");
 }
+
+/// A plain HTTP/1.1 GET; returns the status line and body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+#[tokio::test]
+async fn serves_the_web_app_beside_the_api() {
+    let dir = TestDir::new("static");
+    let app = dir.path().join("dist");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("index.html"), "<html>chat app</html>").unwrap();
+    std::fs::write(app.join("app.js"), "console.log(1)").unwrap();
+    let mut r = Replica::new(dir.path(), 1, vec![]);
+    r.extra_args = vec!["--static-dir".into(), app.display().to_string()];
+    r.start().await;
+    let (status, body) = http_get(r.client_addr, "/").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "<html>chat app</html>");
+    let (status, body) = http_get(r.client_addr, "/app.js").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "console.log(1)");
+    // Client-side routes get the app too.
+    let (_, body) = http_get(r.client_addr, "/conversations/abc").await;
+    assert_eq!(body, "<html>chat app</html>");
+    // And gRPC on the same port still works.
+    let mut c = r.client().await;
+    register(&mut c, "ann", "ann-password").await;
+}
+
+#[tokio::test]
+async fn grpc_web_and_cors_for_browsers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, r) = single("grpc-web").await;
+    // CORS preflight from any origin.
+    let mut s = tokio::net::TcpStream::connect(r.client_addr).await.unwrap();
+    let pre = "OPTIONS /chat.v1.Chat/ListServers HTTP/1.1\r\nHost: x\r\nOrigin: http://example.test\r\n\
+               Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type,x-grpc-web,authorization\r\n\
+               Connection: close\r\n\r\n";
+    s.write_all(pre.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.contains("access-control-allow-origin: *"), "{out}");
+    // A gRPC-web call over HTTP/1.1: an empty ListServersRequest frame.
+    let mut s = tokio::net::TcpStream::connect(r.client_addr).await.unwrap();
+    let body = [0u8, 0, 0, 0, 0];
+    let head = format!(
+        "POST /chat.v1.Chat/ListServers HTTP/1.1\r\nHost: x\r\nOrigin: http://example.test\r\n\
+         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(
+        text.contains("content-type: application/grpc-web"),
+        "{text}"
+    );
+    assert!(text.contains("access-control-expose-headers"), "{text}");
+    assert!(
+        text.contains("grpc-status:0"),
+        "trailers in the body: {text}"
+    );
+    assert!(
+        text.contains(&r.url()),
+        "the server list names this replica: {text}"
+    );
+}

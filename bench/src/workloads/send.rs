@@ -31,8 +31,8 @@ pub async fn run(target: &Target, clients: usize, duration: Duration, seed: u64,
     let ids: Vec<String> = accounts.iter().map(|(_, id)| id.clone()).collect();
     let start = Instant::now() + Duration::from_millis(200);
     let mut tasks = Vec::new();
-    for i in 0..clients {
-        let token = accounts[i].0.clone();
+    for (i, (token, _)) in accounts.iter().take(clients).enumerate() {
+        let token = token.clone();
         let ids = ids.clone();
         let mut c = target.client(i).await;
         tasks.push(tokio::spawn(async move {
