@@ -187,11 +187,13 @@ fn send_message(
             // another replica): keep the earliest entry's stamp and body.
             if stamp < rec.stamp {
                 unindex(kv, id, &rec);
+                let from = (rec.stamp.hlc, id);
                 rec.stamp = stamp;
                 rec.body = body.to_owned();
                 index(kv, id, &rec);
                 kv.put(slot_key, encode(&MessageSlot::Live(rec)));
-                touch_conversation(kv, sender, recipient, 0, 0, true)?;
+                let to = (stamp.hlc, id);
+                touch_conversation(kv, sender, recipient, 0, 0, Newest::Moved { from, to })?;
             }
             return Ok(());
         }
@@ -217,7 +219,8 @@ fn send_message(
     let unread = i64::from(!rec.read);
     add_unread(kv, recipient, unread)?;
     kv.put(slot_key, encode(&MessageSlot::Live(rec)));
-    touch_conversation(kv, sender, recipient, 1, unread, true)?;
+    let at = (stamp.hlc, id);
+    touch_conversation(kv, sender, recipient, 1, unread, Newest::Added(at))?;
     changes.push(Change::MessageStored {
         id,
         sender,
@@ -242,7 +245,7 @@ fn mark_read(
             let (sender, recipient) = (rec.sender, rec.recipient);
             kv.put(slot_key, encode(&MessageSlot::Live(rec)));
             add_unread(kv, recipient, -1)?;
-            touch_conversation(kv, sender, recipient, 0, -1, false)?;
+            touch_conversation(kv, sender, recipient, 0, -1, Newest::Same)?;
             changes.push(Change::MessageRead {
                 id,
                 sender,
@@ -268,12 +271,13 @@ fn delete_message(
             unindex(kv, id, &rec);
             let unread = i64::from(!rec.read);
             let (sender, recipient) = (rec.sender, rec.recipient);
+            let at = (rec.stamp.hlc, id);
             kv.put(
                 slot_key,
                 encode(&MessageSlot::Deleted { sender, recipient }),
             );
             add_unread(kv, recipient, -unread)?;
-            touch_conversation(kv, sender, recipient, -1, -unread, true)?;
+            touch_conversation(kv, sender, recipient, -1, -unread, Newest::Removed(at))?;
             changes.push(Change::MessageDeleted {
                 id,
                 sender,
@@ -351,41 +355,65 @@ fn add_unread(kv: &mut impl KvWrite, account: AccountId, delta: i64) -> Result<(
     Ok(())
 }
 
+/// How a change affects a conversation's newest message.
+enum Newest {
+    Same,
+    Added(Position),
+    Removed(Position),
+    /// A message's position moved earlier (a retried send with a lower stamp).
+    Moved {
+        from: Position,
+        to: Position,
+    },
+}
+
+type Position = (u64, MessageId);
+
 /// Updates both sides' conversation summaries after the history index has
 /// been changed: message count by `total`, the recipient's unread count by
-/// `unread`, and (if `refresh_last`) the newest message, read back from the
-/// index so it is always the true newest whatever the order of events.
+/// `unread`, and the newest message. The newest is kept equal to the maximum
+/// position in the history index: an addition can only raise it; only when
+/// the newest itself is removed or moved is the index read back (one reverse
+/// seek), so the common case -- a new message -- costs no scan.
 fn touch_conversation(
     kv: &mut impl KvWrite,
     sender: AccountId,
     recipient: AccountId,
     total: i64,
     unread: i64,
-    refresh_last: bool,
+    newest: Newest,
 ) -> Result<(), StorageError> {
-    let last = if refresh_last {
-        let prefix = keys::history_prefix(sender, recipient);
-        match kv.range(&prefix, &keys::prefix_end(&prefix), true).next() {
-            Some(pair) => keys::trailing_position(&pair?.0),
-            None => None,
-        }
-    } else {
-        None
-    };
     let mut sides = vec![(sender, recipient)];
     if sender != recipient {
         sides.push((recipient, sender));
     }
-    for (account, peer) in sides {
+    let mut convs = Vec::with_capacity(2);
+    for &(account, peer) in &sides {
         let key = keys::conversation(account, peer);
-        let mut conv = get::<Conversation>(kv, &key)?.unwrap_or_default();
+        let conv = get::<Conversation>(kv, &key)?.unwrap_or_default();
+        convs.push((key, account, conv));
+    }
+    // Both sides always agree on the newest message.
+    let current = convs[0].2.last;
+    let last = match newest {
+        Newest::Same => current,
+        Newest::Added(at) => current.max(Some(at)),
+        Newest::Removed(at) | Newest::Moved { from: at, .. } if current == Some(at) => {
+            let prefix = keys::history_prefix(sender, recipient);
+            match kv.range(&prefix, &keys::prefix_end(&prefix), true).next() {
+                Some(pair) => keys::trailing_position(&pair?.0),
+                None => None,
+            }
+        }
+        Newest::Removed(_) => current,
+        Newest::Moved { to, .. } => current.max(Some(to)),
+    };
+    for (key, account, mut conv) in convs {
         conv.total = conv.total.saturating_add_signed(total);
         if account == recipient {
             conv.unread = conv.unread.saturating_add_signed(unread);
         }
-        if refresh_last {
-            conv.last = last;
-        }
+        conv.last = last;
         if conv.total == 0 {
             kv.delete(key);
         } else {

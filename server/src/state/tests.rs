@@ -365,8 +365,16 @@ proptest! {
             let acct = account(n, r);
             let unread = query::unread_messages(&a, acct, 10_000).unwrap();
             prop_assert_eq!(query::unread_count(&a, acct).unwrap(), unread.len() as u64);
-            let from_convs: u64 = query::conversations(&a, acct).unwrap().iter().map(|(_, c)| c.unread).sum();
+            let convs = query::conversations(&a, acct).unwrap();
+            let from_convs: u64 = convs.iter().map(|(_, c)| c.unread).sum();
             prop_assert_eq!(from_convs, unread.len() as u64);
+            // Each summary matches its history: count, and newest message.
+            for (peer, conv) in convs {
+                let (all, _) = query::history(&a, acct, peer, None, 10_000).unwrap();
+                prop_assert_eq!(conv.total, all.len() as u64);
+                let newest = all.first().map(|(id, rec)| (rec.stamp.hlc, *id));
+                prop_assert_eq!(conv.last, newest);
+            }
         }
     }
 }
