@@ -1,6 +1,8 @@
-//! `chat-bench`: runs named workloads against a local cluster it starts, or
-//! against running replicas, and prints a table (and JSON with `--json`).
+//! `chat-bench`: runs named workloads against a local cluster it starts (or,
+//! for `send`, `live` and `history`, against running replicas given with
+//! `--attach`), and prints a table (and JSON with `--json`).
 
+mod dataset;
 mod stats;
 mod target;
 mod workloads;
@@ -10,10 +12,19 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Workload {
-    /// Concurrent senders: messages/s and latency.
+    /// Concurrent senders: messages/s and latency per send.
     Send,
+    /// Time from a send's acknowledgement to the recipient's live event on
+    /// another replica.
+    Live,
+    /// Page reads from a 100 000-message conversation.
+    History,
+    /// Start-up time and memory of a replica holding 1 000 000 messages.
+    Restart,
+    /// Time for an empty replica to catch up with 1 000 000 operations.
+    Catchup,
 }
 
 #[derive(Debug, Parser)]
@@ -33,12 +44,15 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Use running replicas (client addresses, comma-separated) instead of
-    /// starting a local cluster.
+    /// starting a local cluster (send and live only).
     #[arg(long, value_delimiter = ',')]
     attach: Vec<String>,
     /// Replicas of the local cluster.
     #[arg(long, default_value_t = 3)]
     replicas: u32,
+    /// Messages (restart) or operations (catchup) to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    size: u64,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -47,37 +61,50 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let target = if args.attach.is_empty() {
-        target::Target::start(args.replicas).await
-    } else {
-        target::Target::attach(&args.attach)
-    };
-    let run_tag = format!("{:x}", rand::random::<u32>());
-    let work = async {
-        let mut rows = Vec::new();
-        for (k, &clients) in args.clients.iter().enumerate() {
-            let row = match args.workload {
-                Workload::Send => {
-                    workloads::send::run(
-                        &target,
-                        clients,
-                        Duration::from_secs(args.duration),
-                        args.seed,
-                        &format!("{run_tag}-{k}"),
-                    )
-                    .await
+    let run = async {
+        let duration = Duration::from_secs(args.duration);
+        match args.workload {
+            Workload::Restart => workloads::restart::run(args.size, args.seed).await,
+            Workload::Catchup => vec![workloads::catchup::run(args.size, args.seed).await],
+            Workload::History => {
+                let target = workloads::history::target(args.replicas, args.seed).await;
+                let mut rows = Vec::new();
+                for &clients in &args.clients {
+                    let row = workloads::history::run(&target, clients, duration).await;
+                    stats::print_table(std::slice::from_ref(&row));
+                    rows.push(row);
                 }
-            };
-            stats::print_table(std::slice::from_ref(&row));
-            rows.push(row);
+                rows
+            }
+            Workload::Send | Workload::Live => {
+                let target = if args.attach.is_empty() {
+                    target::Target::start(args.replicas).await
+                } else {
+                    target::Target::attach(&args.attach)
+                };
+                let tag = format!("{:x}", rand::random::<u32>());
+                let mut rows = Vec::new();
+                for (k, &clients) in args.clients.iter().enumerate() {
+                    let tag = format!("{tag}-{k}");
+                    let row = match args.workload {
+                        Workload::Send => {
+                            workloads::send::run(&target, clients, duration, args.seed, &tag).await
+                        }
+                        _ => workloads::live::run(&target, clients, duration, &tag).await,
+                    };
+                    stats::print_table(std::slice::from_ref(&row));
+                    rows.push(row);
+                }
+                rows
+            }
         }
-        rows
     };
+    // Ctrl-C drops the running workload, and with it the cluster it started
+    // (its replicas are killed when their handles drop).
     let rows = tokio::select! {
-        rows = work => rows,
+        rows = run => rows,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("interrupted; stopping");
-            drop(target);
             std::process::exit(130);
         }
     };
@@ -87,5 +114,4 @@ async fn main() {
         std::fs::write(path, serde_json::to_string_pretty(&rows).expect("json"))
             .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
-    drop(target);
 }

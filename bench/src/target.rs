@@ -10,28 +10,42 @@ use tonic::transport::Channel;
 
 pub struct Target {
     pub urls: Vec<String>,
-    /// The processes we started: stopped when the target is dropped.
-    _cluster: Option<TestCluster>,
+    /// The processes we started (stopped when the target is dropped).
+    pub cluster: Option<TestCluster>,
 }
 
 impl Target {
     pub async fn start(replicas: u32) -> Self {
+        Self::start_prepared(Self::prepare(replicas)).await
+    }
+
+    /// A local cluster configured but not started, so its data directories
+    /// can be filled first.
+    pub fn prepare(replicas: u32) -> TestCluster {
         let mut cluster = TestCluster::new("bench", replicas);
         for r in &mut cluster.replicas {
             r.log_level = "warn".into();
+        }
+        cluster
+    }
+
+    /// Starts a prepared cluster and waits until it has converged.
+    pub async fn start_prepared(mut cluster: TestCluster) -> Self {
+        let replicas = cluster.replicas.len();
+        for r in &mut cluster.replicas {
             r.spawn();
         }
         for r in &mut cluster.replicas {
-            r.wait_ready(Duration::from_secs(60)).await;
+            r.wait_ready(Duration::from_secs(120)).await;
         }
-        cluster.converge(Duration::from_secs(60)).await;
+        cluster.converge(Duration::from_secs(120)).await;
         eprintln!(
             "started {replicas} replica(s) under {}",
             cluster.dir.path().display()
         );
         Self {
             urls: cluster.replicas.iter().map(Replica::url).collect(),
-            _cluster: Some(cluster),
+            cluster: Some(cluster),
         }
     }
 
@@ -47,7 +61,7 @@ impl Target {
                     }
                 })
                 .collect(),
-            _cluster: None,
+            cluster: None,
         }
     }
 

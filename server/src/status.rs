@@ -38,11 +38,14 @@ pub async fn run(args: StatusArgs) -> Result<(), String> {
     let mut client = dialer
         .client(&args.replication_addr)
         .map_err(|e| e.to_string())?;
-    let status = tokio::time::timeout(Duration::from_secs(30), client.status(StatusRequest {}))
-        .await
-        .map_err(|_| format!("{} did not answer within 30 s", args.replication_addr))?
-        .map_err(|s| format!("{}: {}", args.replication_addr, s.message()))?
-        .into_inner();
+    let status = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.status(StatusRequest::default()),
+    )
+    .await
+    .map_err(|_| format!("{} did not answer within 30 s", args.replication_addr))?
+    .map_err(|s| format!("{}: {}", args.replication_addr, s.message()))?
+    .into_inner();
     let info = |i: &Option<crate::proto::replication::ReplicaInfo>| {
         i.as_ref().map(|i| {
             json!({

@@ -92,7 +92,31 @@ impl Store {
         entries: &[Entry],
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        self.write(entries, writes, Some(PersistMode::SyncData))
+    }
+
+    /// Like [`Store::commit`] but without waiting for the disk: for bulk
+    /// loading, which calls [`Store::persist`] once at the end.
+    pub fn commit_buffered(
+        &self,
+        entries: &[Entry],
+        writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        self.write(entries, writes, None)
+    }
+
+    /// Makes everything committed so far durable.
+    pub fn persist(&self) -> Result<(), StorageError> {
+        self.db.persist(PersistMode::SyncAll).map_err(io)
+    }
+
+    fn write(
+        &self,
+        entries: &[Entry],
+        writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        durability: Option<PersistMode>,
+    ) -> Result<(), StorageError> {
+        let mut batch = self.db.batch().durability(durability);
         for e in entries {
             batch.insert(&self.log, log_key(e.origin, e.seq), e.encode());
         }

@@ -18,6 +18,8 @@ use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 pub use chat_server;
+pub mod netlab;
+
 pub use chat_shared;
 
 /// The `chat-server` binary under test.
@@ -76,6 +78,8 @@ pub struct Replica {
     pub join: Vec<SocketAddr>,
     pub extra_args: Vec<String>,
     pub log_level: String,
+    /// Network namespace to run in (see `netlab`), if any.
+    pub netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -91,6 +95,7 @@ impl Replica {
             join,
             extra_args: Vec::new(),
             log_level: "info,chat_server=debug".into(),
+            netns: None,
             child: None,
         }
     }
@@ -103,7 +108,15 @@ impl Replica {
             .append(true)
             .open(&self.log_path)
             .expect("log file");
-        let mut cmd = Command::new(server_binary());
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the server: the pid we hold is the server's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(server_binary());
+                c
+            }
+            None => Command::new(server_binary()),
+        };
         cmd.arg("--id")
             .arg(self.id.to_string())
             .arg("--client-addr")
@@ -375,7 +388,7 @@ impl TestCluster {
         let mut c = replication_client(&self.replicas[id as usize - 1]);
         tokio::time::timeout(
             Duration::from_secs(10),
-            c.status(chat_server::proto::replication::StatusRequest {}),
+            c.status(chat_server::proto::replication::StatusRequest::default()),
         )
         .await
         .map_err(|_| tonic::Status::deadline_exceeded("status timed out"))?

@@ -507,7 +507,7 @@ async fn the_replication_port_rejects_unauthenticated_calls() {
         .await
         .unwrap();
     let mut anon = repl::replication_client::ReplicationClient::new(channel.clone());
-    let r = anon.status(repl::StatusRequest {}).await;
+    let r = anon.status(repl::StatusRequest::default()).await;
     expect_code(r, Code::Unauthenticated);
     let mut wrong = repl::replication_client::ReplicationClient::with_interceptor(
         channel,
@@ -518,7 +518,7 @@ async fn the_replication_port_rejects_unauthenticated_calls() {
         },
     );
     expect_code(
-        wrong.status(repl::StatusRequest {}).await,
+        wrong.status(repl::StatusRequest::default()).await,
         Code::Unauthenticated,
     );
     expect_code(

@@ -1,3 +1,7 @@
 //! The named workloads, one file each.
 
+pub mod catchup;
+pub mod history;
+pub mod live;
+pub mod restart;
 pub mod send;

@@ -66,7 +66,9 @@ impl Passwords {
     }
 }
 
-fn hash_blocking(password: &str) -> Result<String, HashError> {
+/// Hashes on the calling thread (for tools that build data directories;
+/// the server uses [`Passwords::hash`]).
+pub fn hash_blocking(password: &str) -> Result<String, HashError> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())

@@ -205,13 +205,19 @@ impl Replication for ReplicationService {
         }))
     }
 
-    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let store = self.cluster.store.clone();
-        let digest =
+        let digest = if request.into_inner().without_digest {
+            String::new()
+        } else {
             tokio::task::spawn_blocking(move || crate::state::digest::digest(&store.reader()))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+                .map_err(|e| Status::unavailable(e.to_string()))?
+        };
         let cutoffs = self.cluster.writer.cutoffs();
         Ok(Response::new(StatusResponse {
             replica: Some(self.cluster.me.clone()),
