@@ -155,6 +155,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway"),
     }
+    if let Err(e) = store.flush() {
+        tracing::warn!(error = %e, "could not flush write buffers; the next start replays the journal");
+    }
     tracing::info!("stopped");
     Ok(())
 }

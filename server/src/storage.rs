@@ -55,6 +55,8 @@ fn parse_log_key(k: &[u8]) -> Result<(u32, u64), StorageError> {
     Ok((origin, seq))
 }
 
+const MIB: u64 = 1024 * 1024;
+
 /// Per-origin cutoffs: the highest sequence number held from each origin.
 pub type Cutoffs = BTreeMap<u32, u64>;
 
@@ -62,18 +64,19 @@ impl Store {
     /// Opens (or creates) the database in `dir`. Fjall locks the directory,
     /// so two replicas can never share one.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        // Memory and restart time are bounded here. Memtables (write
+        // buffers) are small, so a replica holding millions of messages
+        // stays within a modest resident size, and the journal is capped, so
+        // a restart after a crash replays at most that much. The block cache
+        // holds recently read blocks (the bulk of steady-state memory).
         let db = Database::builder(dir)
-            // Bounds the block cache (the bulk of our memory); fjall's default
-            // is larger than a chat replica needs.
-            .cache_size(32 * 1024 * 1024)
+            .cache_size(32 * MIB)
+            .max_journaling_size(64 * MIB)
             .open()
             .map_err(io)?;
-        let log = db
-            .keyspace("log", KeyspaceCreateOptions::default)
-            .map_err(io)?;
-        let state = db
-            .keyspace("state", KeyspaceCreateOptions::default)
-            .map_err(io)?;
+        let options = || KeyspaceCreateOptions::default().max_memtable_size(8 * MIB);
+        let log = db.keyspace("log", options).map_err(io)?;
+        let state = db.keyspace("state", options).map_err(io)?;
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(io)?;
@@ -108,6 +111,17 @@ impl Store {
     /// Makes everything committed so far durable.
     pub fn persist(&self) -> Result<(), StorageError> {
         self.db.persist(PersistMode::SyncAll).map_err(io)
+    }
+
+    /// Writes the in-memory write buffers out to tables, so that the next
+    /// start replays (almost) no journal and starts small. Called on a clean
+    /// shutdown and after bulk loads; a crash skips it and costs at most a
+    /// journal's worth of replay.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        for ks in [&self.log, &self.state, &self.meta] {
+            ks.rotate_memtable_and_wait().map_err(io)?;
+        }
+        Ok(())
     }
 
     fn write(

@@ -414,5 +414,6 @@ pub fn bulk_apply(
     }
     flush(&mut pending)?;
     store.persist()?;
+    store.flush()?;
     Ok(applied)
 }

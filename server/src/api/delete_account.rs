@@ -16,7 +16,17 @@ pub async fn handle(
     ctx: &Context,
     req: Request<DeleteAccountRequest>,
 ) -> Result<DeleteAccountResponse, ApiError> {
-    let session = ctx.authenticate(&req)?;
+    let session = match ctx.authenticate(&req) {
+        Ok(session) => session,
+        // A retry of a deletion that went through (the answer was lost in a
+        // failover): the token is genuine and the account is gone, which is
+        // what was asked.
+        Err(e) if ctx.session_of_deleted_account(&req)? => {
+            tracing::debug!(error = %e, "repeated DeleteAccount of a deleted account");
+            return Ok(DeleteAccountResponse {});
+        }
+        Err(e) => return Err(e),
+    };
     let req = req.into_inner();
     let rid = request_id(&req.request_id)?;
     if !ctx

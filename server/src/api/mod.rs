@@ -88,6 +88,22 @@ impl Context {
         }
     }
 
+    /// Whether the request carries a genuine token of an account that has
+    /// been deleted (on this replica).
+    pub fn session_of_deleted_account<T>(&self, request: &Request<T>) -> Result<bool, ApiError> {
+        let Some(Ok(header)) = request.metadata().get("authorization").map(|v| v.to_str()) else {
+            return Ok(false);
+        };
+        let Ok(account) = Sessions::bearer(Some(header)).and_then(|t| self.sessions.verify(t))
+        else {
+            return Ok(false);
+        };
+        Ok(matches!(
+            query::account_status(&self.store.reader(), account)?,
+            AccountStatus::Deleted(_)
+        ))
+    }
+
     /// A new session token for `account`.
     pub fn issue(&self, account: AccountId) -> (String, i64) {
         let (token, exp) = self.sessions.issue(account, hlc::wall_clock_ms() / 1000);
