@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod entry;
 pub mod events;

@@ -22,11 +22,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cache::ReadCache;
 use crate::entry::Entry;
 use crate::events::EventHub;
 use crate::hlc::{Hlc, wall_clock_ms};
 use crate::ids::RequestId;
-use crate::state::{self, Checked, Command, CommandError, Overlay, StorageError};
+use crate::state::{self, Checked, Command, CommandError, KvRead, Overlay, StorageError};
 use crate::storage::{Cutoffs, Store};
 
 /// Most jobs in one group commit.
@@ -207,6 +208,7 @@ enum Answer {
 
 impl WriterThread {
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let cache = ReadCache::default();
         while let Some(first) = rx.blocking_recv() {
             let mut jobs = vec![first];
             while jobs.len() < MAX_BATCH {
@@ -215,12 +217,12 @@ impl WriterThread {
                     Err(_) => break,
                 }
             }
-            self.batch(jobs);
+            self.batch(jobs, &cache);
         }
         tracing::debug!("writer stopped");
     }
 
-    fn batch(&mut self, jobs: Vec<Job>) {
+    fn batch(&mut self, jobs: Vec<Job>, cache: &ReadCache) {
         if let Some(why) = &self.failed {
             let err = WriteError::Unavailable(why.clone());
             for job in jobs {
@@ -232,7 +234,7 @@ impl WriterThread {
             return;
         }
         let before = (self.cutoffs.clone(), self.hlc.clone());
-        let base = self.store.reader();
+        let base = cache.over(self.store.reader());
         let mut overlay = Overlay::new(&base);
         let mut entries = Vec::new();
         let mut local = Vec::new();
@@ -276,15 +278,17 @@ impl WriterThread {
         // nothing, and fail every job of the batch.
         let committed = match storage_error {
             Some(why) => Err(why),
-            None => self
-                .store
-                .commit(&entries, overlay.into_writes())
-                .map_err(|e| {
+            None => {
+                let writes = overlay.into_writes();
+                cache.update(&writes);
+                self.store.commit(&entries, writes).map_err(|e| {
                     let why = e.to_string();
                     tracing::error!(error = %why, "commit failed; refusing further writes");
+                    cache.clear();
                     self.failed = Some(why.clone());
                     why
-                }),
+                })
+            }
         };
         if let Err(why) = committed {
             (self.cutoffs, self.hlc) = before;
@@ -328,7 +332,7 @@ impl WriterThread {
 
     fn local(
         &mut self,
-        overlay: &mut Overlay<'_, crate::storage::StateReader>,
+        overlay: &mut Overlay<'_, impl KvRead>,
         request_id: RequestId,
         command: &Command,
         changes: &mut Vec<state::Change>,
@@ -353,7 +357,7 @@ impl WriterThread {
 
     fn remote(
         &mut self,
-        overlay: &mut Overlay<'_, crate::storage::StateReader>,
+        overlay: &mut Overlay<'_, impl KvRead>,
         incoming: Vec<Entry>,
         entries: &mut Vec<Entry>,
         changes: &mut Vec<state::Change>,

@@ -24,6 +24,16 @@ pub trait KvRead {
     fn range(&self, start: &[u8], end: &[u8], reverse: bool) -> KvIter<'_>;
 }
 
+impl<T: KvRead + ?Sized> KvRead for &T {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        (**self).get(key)
+    }
+
+    fn range(&self, start: &[u8], end: &[u8], reverse: bool) -> KvIter<'_> {
+        (**self).range(start, end, reverse)
+    }
+}
+
 pub trait KvWrite: KvRead {
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>);
     fn delete(&mut self, key: Vec<u8>);
