@@ -3,6 +3,9 @@
 #
 #   ./scripts/run.sh            build (release) and start replicas 1-3
 #
+# Builds the web app into ./dist first (trunk; scripts/setup.sh installs the
+# tools on first use), and every replica serves it on its client port.
+#
 # Replica N serves its client API (gRPC, gRPC-web) on 127.0.0.1:700N and
 # replication on 127.0.0.1:710N, keeps its data in ./data/replica-N and logs
 # to ./data/replica-N.log. Ctrl-C stops all three. Data persists across runs;
@@ -15,6 +18,9 @@ base=${CHAT_BASE_PORT:-7000}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-always}
 
 scripts/setup.sh run
+export PATH="${CHAT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/chat-tools}/binaryen/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+echo "==> building the web app into dist/ (trunk, release)"
+trunk build --release
 echo "==> building chat-server (release)"
 cargo build --release --bin chat-server
 
@@ -81,7 +87,7 @@ for n in 1 2 3; do
   echo "  replica $n   http://127.0.0.1:$((base + n))/   (replication 127.0.0.1:$((base + 100 + n)), log data/replica-$n.log)"
 done
 echo
-echo "Open any replica's URL in a browser. Status of replica 1:"
+echo "Open any replica's URL in a browser (the chat app; each serves it). Status of replica 1:"
 echo "  ./target/release/chat-server status --replication-addr 127.0.0.1:$((base + 101)) --cluster-secret-file data/cluster.secret"
 echo "Press Ctrl-C to stop."
 wait

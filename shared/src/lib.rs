@@ -10,6 +10,8 @@
 //!   same rules;
 //! * [`wildcard`]: the account-search pattern matcher.
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod codec;
 pub mod limits;
 pub mod validate;

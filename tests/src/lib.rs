@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 pub use chat_server;
+pub mod browser;
 pub mod netlab;
 
 pub use chat_shared;
@@ -80,6 +81,9 @@ pub struct Replica {
     pub log_level: String,
     /// Network namespace to run in (see `netlab`), if any.
     pub netns: Option<String>,
+    /// PEM certificate to trust when the replica serves TLS (its
+    /// `--tls-cert` is in `extra_args`).
+    pub tls_ca: Option<Vec<u8>>,
     child: Option<Child>,
 }
 
@@ -96,6 +100,7 @@ impl Replica {
             extra_args: Vec::new(),
             log_level: "info,chat_server=debug".into(),
             netns: None,
+            tls_ca: None,
             child: None,
         }
     }
@@ -175,17 +180,26 @@ impl Replica {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.client_addr)
+        let scheme = if self.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.client_addr)
     }
 
     async fn try_client(&self) -> Result<ChatClient<Channel>, tonic::transport::Error> {
-        let channel = Channel::from_shared(self.url())
+        let mut endpoint = Channel::from_shared(self.url())
             .expect("url")
             .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await?;
-        Ok(ChatClient::new(channel))
+            .timeout(Duration::from_secs(10));
+        if let Some(ca) = &self.tls_ca {
+            endpoint = endpoint.tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+            )?;
+        }
+        Ok(ChatClient::new(endpoint.connect().await?))
     }
 
     /// A client connected to this replica.
@@ -243,6 +257,13 @@ impl Replica {
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("signal");
+    }
+
+    /// Sends a signal if the process is running (e.g. SIGCONT to be sure).
+    pub fn signal_if_running(&self, sig: nix::sys::signal::Signal) {
+        if let Some(child) = &self.child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+        }
     }
 
     /// The last lines of the replica's log, for failure messages.
@@ -326,7 +347,7 @@ pub fn replication_client(r: &Replica) -> chat_server::replication::client::Peer
     use chat_server::replication::client::Dialer;
     Dialer {
         key: AddPeerKey::new(&ClusterSecret::new(SECRET.as_bytes().to_vec()).expect("secret")),
-        tls_ca: None,
+        tls_ca: r.tls_ca.clone(),
         dead_after: Duration::from_secs(5),
     }
     .client(&r.replication_addr.to_string())

@@ -56,15 +56,26 @@ async fn clients_and_replication_over_tls() {
         .into_inner();
     assert_eq!(unread.messages[0].id, sent.id);
     // The server list advertises https URLs.
-    let servers = c2.list_servers(proto::ListServersRequest {}).await.unwrap().into_inner();
-    assert!(servers.servers.iter().all(|s| s.url.starts_with("https://")), "{servers:?}");
+    let servers = c2
+        .list_servers(proto::ListServersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        servers
+            .servers
+            .iter()
+            .all(|s| s.url.starts_with("https://")),
+        "{servers:?}"
+    );
 
     // Plaintext gets nowhere.
-    let plain = tonic::transport::Channel::from_shared(format!("http://{}", cluster.r(1).client_addr))
-        .unwrap()
-        .timeout(Duration::from_secs(5))
-        .connect()
-        .await;
+    let plain =
+        tonic::transport::Channel::from_shared(format!("http://{}", cluster.r(1).client_addr))
+            .unwrap()
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await;
     if let Ok(channel) = plain {
         let r = proto::chat_client::ChatClient::new(channel)
             .list_servers(proto::ListServersRequest {})

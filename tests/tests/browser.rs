@@ -1,0 +1,416 @@
+//! The web app end to end: real replicas serving the built bundle, real
+//! headless Chromium over WebDriver, users clicking and typing.
+//!
+//! Needs the bundle (`trunk build --release`) and Chromium with
+//! chromedriver; `./scripts/test.sh` provides both. Screenshots of the main
+//! screens land in `target/screenshots/`.
+
+use std::time::{Duration, Instant};
+
+use chat_tests::TestCluster;
+use chat_tests::browser::{Browser, Chromedriver, web_bundle};
+use chat_tests::chat_shared::client::{Config, native};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+/// One browser test at a time: each runs a cluster and two Chromiums, and
+/// the machine may have only two cores.
+static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Three replicas serving the web app, all live to each other.
+async fn cluster(name: &str) -> TestCluster {
+    let dist = web_bundle();
+    let mut cluster = TestCluster::new(name, 3);
+    for r in &mut cluster.replicas {
+        r.extra_args = vec!["--static-dir".into(), dist.display().to_string()];
+        r.spawn();
+    }
+    for r in &mut cluster.replicas {
+        r.wait_ready(Duration::from_secs(30)).await;
+    }
+    cluster.converge(Duration::from_secs(30)).await;
+    cluster
+}
+
+/// The replica the app says it is connected to.
+async fn connected_to(b: &Browser) -> u32 {
+    b.wait("a connection to a replica", || async {
+        let indicator = b.try_find("#connection[data-state=connected]").await?;
+        let id: u32 = indicator.attr("data-server").await.ok()??.parse().ok()?;
+        (id != 0).then_some(id)
+    })
+    .await
+}
+
+async fn register(b: &Browser, name: &str, password: &str) {
+    b.click("#tab-register").await;
+    b.fill("#auth-username", name).await;
+    b.fill("#auth-password", password).await;
+    b.click("#auth-submit").await;
+    b.wait_text("#me-name", name).await;
+}
+
+async fn log_in(b: &Browser, name: &str, password: &str) {
+    b.click("#tab-login").await;
+    b.fill("#auth-username", name).await;
+    b.fill("#auth-password", password).await;
+    b.click("#auth-submit").await;
+}
+
+/// Waits until exactly `n` elements matching `css` have the text `text`.
+async fn wait_count_text(b: &Browser, css: &str, text: &str, n: usize) {
+    b.wait(&format!("{n} × `{css}` saying {text:?}"), || async {
+        (b.count_text(css, text).await == n).then_some(())
+    })
+    .await
+}
+
+fn no_alerts(b: &Browser, alerts: &[String]) {
+    assert!(
+        alerts.is_empty(),
+        "[{}] the app showed an error: {alerts:?}",
+        b.name
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_chat_live_delete_and_survive_a_replica_kill() {
+    let _one_at_a_time = EXCLUSIVE.lock().await;
+    let mut cluster = cluster("browser-chat").await;
+    let driver = Chromedriver::start().await;
+    let ann = driver.browser("ann").await;
+    let bob = driver.browser("bob").await;
+
+    // Each opens a different replica and the app connects to it.
+    ann.goto(&cluster.r(1).url()).await;
+    bob.goto(&cluster.r(2).url()).await;
+    assert_eq!(connected_to(&ann).await, 1);
+    assert_eq!(connected_to(&bob).await, 2);
+    ann.screenshot("01-login").await;
+
+    register(&ann, "ann", "ann-password").await;
+    register(&bob, "bob", "bob-password").await;
+
+    // They find each other by wildcard.
+    ann.click("#tab-people").await;
+    ann.fill_and_enter("#people-search", "b?b").await;
+    ann.find("li.account[data-username=bob]").await;
+    assert_eq!(ann.count("li.account").await, 1, "b?b matches only bob");
+    ann.screenshot("02-directory").await;
+    bob.click("#tab-people").await;
+    bob.fill_and_enter("#people-search", "*NN").await;
+    bob.find("li.account[data-username=ann]").await;
+
+    // Ann writes (Enter sends); the message arrives live at Bob's, unread.
+    const HELLO: &str = "Hi Bob! This is Ann.";
+    ann.click("li.account[data-username=bob] button").await;
+    ann.wait_text("#peer-name", "bob").await;
+    ann.fill_and_enter("#composer", HELLO).await;
+    wait_count_text(&ann, "li.msg.mine:not(.pending) .body", HELLO, 1).await;
+    bob.click("#tab-chats").await;
+    bob.wait_text("li.conversation[data-peer=ann] .badge", "1")
+        .await;
+    bob.wait_text("#unread-total", "1").await;
+    bob.screenshot("03-unread").await;
+
+    // Opening it shows it and marks it read; Ann sees the read receipt.
+    bob.click("li.conversation[data-peer=ann] button").await;
+    wait_count_text(&bob, "li.msg .body", HELLO, 1).await;
+    bob.wait_text("#unread-total", "0").await;
+    bob.wait_gone("li.conversation[data-peer=ann] .badge").await;
+    ann.wait_text("li.msg.mine .status", "Read").await;
+
+    // Bob answers; it arrives live in Ann's open conversation.
+    const REPLY: &str = "Hello Ann, good to see you here.";
+    bob.fill("#composer", REPLY).await;
+    bob.click("#send").await;
+    wait_count_text(&ann, "li.msg:not(.mine) .body", REPLY, 1).await;
+    ann.screenshot("04-conversation").await;
+    bob.screenshot("04-conversation-bob").await;
+
+    // Ann deletes her message: it disappears for both of them.
+    let id = ann
+        .js(
+            "return [...document.querySelectorAll('li.msg')]\
+                .find(e => e.querySelector('.body').textContent === arguments[0]).dataset.id;",
+            vec![json!(HELLO)],
+        )
+        .await;
+    let id = id.as_str().expect("message id").to_string();
+    ann.click("#select-mode").await;
+    ann.click(&format!("li.msg[data-id='{id}'] input.select-msg"))
+        .await;
+    ann.wait_text("#delete-selected", "Delete (1)").await;
+    ann.screenshot("05-select").await;
+    ann.click("#delete-selected").await;
+    ann.click("#confirm-delete").await;
+    ann.wait_gone(&format!("li.msg[data-id='{id}']")).await;
+    bob.wait_gone(&format!("li.msg[data-id='{id}']")).await;
+    assert_eq!(bob.count_text("li.msg .body", REPLY).await, 1);
+    no_alerts(&ann, &ann.alerts().await);
+    no_alerts(&bob, &bob.alerts().await);
+
+    // kill -9 the replica Ann uses, then send: the app moves to another
+    // replica by itself, the message is delivered once, no error shows.
+    const AFTER: &str = "Still here after the crash?";
+    let victim = connected_to(&ann).await;
+    ann.fill("#composer", AFTER).await;
+    let killed = Instant::now();
+    cluster.r(victim).kill9();
+    ann.click("#send").await;
+    ann.wait("the send after the kill to complete", || async {
+        no_alerts(&ann, &ann.alerts().await);
+        (ann.count_text("li.msg.mine:not(.pending) .body", AFTER)
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let failover = killed.elapsed();
+    println!(
+        "failover: kill -9 of replica {victim} -> send completed in the browser after {} ms",
+        failover.as_millis()
+    );
+    assert!(
+        failover < Duration::from_secs(1),
+        "the send took {failover:?} after the kill; the target is under 1 s"
+    );
+    let now_on = connected_to(&ann).await;
+    assert_ne!(now_on, victim);
+    wait_count_text(&bob, "li.msg .body", AFTER, 1).await;
+    // Nothing arrives twice, even a little later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(ann.count_text("li.msg .body", AFTER).await, 1);
+    assert_eq!(bob.count_text("li.msg .body", AFTER).await, 1);
+    no_alerts(&ann, &ann.alerts().await);
+    no_alerts(&bob, &bob.alerts().await);
+    const ANSWER: &str = "Yes, loud and clear.";
+    bob.fill("#composer", ANSWER).await;
+    bob.click("#send").await;
+    wait_count_text(&ann, "li.msg:not(.mine) .body", ANSWER, 1).await;
+    ann.screenshot("06-after-failover").await;
+
+    // The servers agree: one message, stored once.
+    let survivor = cluster.r(now_on).url();
+    let check = native::client(vec![survivor], Config::default());
+    let me = check.login("ann", "ann-password").await.expect("login");
+    let bob_id = check
+        .list_accounts("bob", 0, "")
+        .await
+        .expect("list")
+        .accounts[0]
+        .id
+        .clone();
+    let history = check.get_history(&bob_id, 0, "").await.expect("history");
+    let copies = history.messages.iter().filter(|m| m.body == AFTER).count();
+    assert_eq!(copies, 1, "history: {:#?}", history.messages);
+    assert!(history.messages.iter().all(|m| m.body != HELLO));
+    let me_id = me.account.expect("account").id;
+
+    // The servers panel shows the dead replica; switch by hand to the third.
+    ann.click("#servers-btn").await;
+    ann.find(&format!("li.server[data-id='{victim}'][data-state=down]"))
+        .await;
+    ann.find(&format!("li.server[data-id='{now_on}'] .pill"))
+        .await;
+    let third = (1..=3).find(|id| *id != victim && *id != now_on).unwrap();
+    ann.find(&format!("li.server[data-id='{third}'][data-state=up]"))
+        .await;
+    ann.screenshot("07-servers").await;
+    ann.click(&format!("li.server[data-id='{third}'] .use-server"))
+        .await;
+    ann.wait("the switch to the third replica", || async {
+        (connected_to(&ann).await == third).then_some(())
+    })
+    .await;
+    ann.click("#servers-close").await;
+
+    // Live delivery follows the switch.
+    const LAST: &str = "Messages still arrive live.";
+    bob.fill("#composer", LAST).await;
+    bob.click("#send").await;
+    wait_count_text(&ann, "li.msg:not(.mine) .body", LAST, 1).await;
+    no_alerts(&ann, &ann.alerts().await);
+
+    // The replica in use hangs (SIGSTOP) with a send in flight: after its
+    // deadline the app re-sends the same request elsewhere; when the hung
+    // replica wakes up and handles the stale copy too, the message still
+    // exists once.
+    const HUNG: &str = "Sent while my server hung.";
+    ann.fill("#composer", HUNG).await;
+    cluster.r(third).signal(Signal::SIGSTOP);
+    let stopped = Instant::now();
+    ann.click("#send").await;
+    ann.wait("the send to complete on another replica", || async {
+        no_alerts(&ann, &ann.alerts().await);
+        (ann.count_text("li.msg.mine:not(.pending) .body", HUNG)
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    println!(
+        "hung replica: send completed after {} ms (deadline {} ms)",
+        stopped.elapsed().as_millis(),
+        Config::default().call_timeout.as_millis()
+    );
+    assert_eq!(connected_to(&ann).await, now_on);
+    wait_count_text(&bob, "li.msg .body", HUNG, 1).await;
+    cluster.r(third).signal(Signal::SIGCONT);
+    cluster.converge(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(ann.count_text("li.msg .body", HUNG).await, 1);
+    assert_eq!(bob.count_text("li.msg .body", HUNG).await, 1);
+    for id in [now_on, third] {
+        let replica = native::client(vec![cluster.r(id).url()], Config::default());
+        replica.login("bob", "bob-password").await.expect("login");
+        let history = replica.get_history(&me_id, 0, "").await.expect("history");
+        let copies = history.messages.iter().filter(|m| m.body == HUNG).count();
+        assert_eq!(copies, 1, "replica {id}: {:#?}", history.messages);
+    }
+    no_alerts(&ann, &ann.alerts().await);
+
+    // Every replica down: the app says so, keeps retrying, and recovers
+    // when one comes back.
+    cluster.r(now_on).kill9();
+    cluster.r(third).kill9();
+    ann.find("#connection[data-state=offline]").await;
+    bob.find("#connection[data-state=offline]").await;
+    no_alerts(&ann, &ann.alerts().await);
+    ann.screenshot("08-offline").await;
+    cluster.r(third).start().await;
+    ann.wait("a reconnection to the restarted replica", || async {
+        (connected_to(&ann).await == third).then_some(())
+    })
+    .await;
+    assert_eq!(connected_to(&bob).await, third);
+    const BACK: &str = "We are back.";
+    ann.fill("#composer", BACK).await;
+    ann.click("#send").await;
+    wait_count_text(&bob, "li.msg:not(.mine) .body", BACK, 1).await;
+    no_alerts(&ann, &ann.alerts().await);
+    no_alerts(&bob, &bob.alerts().await);
+
+    ann.close().await;
+    bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_errors_unread_count_paging_and_deletion() {
+    // The app pages 30 messages and 20 accounts at a time.
+    const HISTORY: usize = 33;
+    const PALS: usize = 21;
+    let _one_at_a_time = EXCLUSIVE.lock().await;
+    let mut cluster = cluster("browser-accounts").await;
+    let driver = Chromedriver::start().await;
+    let carol = driver.browser("carol").await;
+    carol.goto(&cluster.r(3).url()).await;
+    assert_eq!(connected_to(&carol).await, 3);
+
+    // Local checks before any request, then the server's verdict.
+    carol.click("#tab-register").await;
+    carol.fill("#auth-username", "c").await;
+    carol.fill("#auth-password", "carol-password").await;
+    carol.click("#auth-submit").await;
+    carol.wait_text("#auth-error", "3 to 32 characters").await;
+    register(&carol, "carol", "carol-password").await;
+    carol.click("#logout").await;
+    carol.find("#auth-submit").await;
+
+    // Meanwhile Dave (a native client, on another replica) writes more than
+    // a page of messages, and more than a page of people register.
+    let dave = native::client(vec![cluster.r(1).url()], Config::default());
+    dave.create_account("dave", "dave-password")
+        .await
+        .expect("dave");
+    let carol_id = dave
+        .list_accounts("carol", 0, "")
+        .await
+        .expect("list")
+        .accounts[0]
+        .id
+        .clone();
+    for i in 1..=HISTORY {
+        dave.send_message(&carol_id, &format!("Message number {i}."))
+            .await
+            .expect("send");
+    }
+    let pals = native::client(vec![cluster.r(2).url()], Config::default());
+    for i in 0..PALS {
+        pals.create_account(&format!("pal-{i:02}"), "pal-password")
+            .await
+            .expect("pal");
+    }
+
+    carol.click("#tab-register").await;
+    carol.fill("#auth-username", "Carol").await;
+    carol.fill("#auth-password", "another-password").await;
+    carol.click("#auth-submit").await;
+    carol.wait_text("#auth-error", "already taken").await;
+
+    log_in(&carol, "carol", "not-her-password").await;
+    carol
+        .wait_text("#auth-error", "Wrong username or password.")
+        .await;
+    carol.screenshot("09-login-error").await;
+
+    // Logging in (in any case) tells her what is unread.
+    log_in(&carol, "CAROL", "carol-password").await;
+    let unread = HISTORY.to_string();
+    carol
+        .wait_text("#notice", &format!("You have {HISTORY} unread messages."))
+        .await;
+    carol.wait_text("#unread-total", &unread).await;
+    carol
+        .wait_text("li.conversation[data-peer=dave] .badge", &unread)
+        .await;
+    carol.screenshot("10-welcome-back").await;
+
+    // History: the newest page first, older ones on demand; shown is read.
+    carol.click("li.conversation[data-peer=dave] button").await;
+    let newest = format!("Message number {HISTORY}.");
+    wait_count_text(&carol, "li.msg .body", &newest, 1).await;
+    assert_eq!(carol.count("li.msg").await, 30);
+    // Only what was shown is read.
+    let older = (HISTORY - 30).to_string();
+    carol.wait_text("#unread-total", &older).await;
+    carol.click("#load-older").await;
+    wait_count_text(&carol, "li.msg .body", "Message number 1.", 1).await;
+    assert_eq!(carol.count("li.msg").await, HISTORY);
+    carol.wait_text("#unread-total", "0").await;
+    carol.wait_gone("#load-older").await;
+    carol.screenshot("11-history").await;
+
+    // The directory pages too.
+    carol.click("#tab-people").await;
+    carol.fill_and_enter("#people-search", "pal-*").await;
+    carol
+        .wait("a first page of 20 accounts", || async {
+            (carol.count("li.account").await == 20).then_some(())
+        })
+        .await;
+    carol.click("#accounts-more").await;
+    carol
+        .wait("every account", || async {
+            (carol.count("li.account").await == PALS).then_some(())
+        })
+        .await;
+    carol.wait_gone("#accounts-more").await;
+
+    // Deleting the account needs the password.
+    carol.click("#delete-account").await;
+    carol.fill("#delete-password", "wrong-password").await;
+    carol.click("#confirm-delete-account").await;
+    carol.find("#delete-error").await;
+    carol.screenshot("12-delete-account").await;
+    carol.fill("#delete-password", "carol-password").await;
+    carol.click("#confirm-delete-account").await;
+    carol
+        .wait_text("#notice", "Your account has been deleted.")
+        .await;
+    log_in(&carol, "carol", "carol-password").await;
+    carol.wait_text("#auth-error", "deleted").await;
+    let listed = dave.list_accounts("carol", 0, "").await.expect("list");
+    assert!(listed.accounts.is_empty(), "a deleted account is listed");
+    carol.close().await;
+}

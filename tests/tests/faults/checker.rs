@@ -1,0 +1,491 @@
+//! The checker: after the faults stop and the replicas converge, reads the
+//! whole chat state from **every** replica (directly, no failover) and checks
+//! it against the history.
+//!
+//! 1. every acknowledged send is present, exactly once;
+//! 2. no message whose deletion was acknowledged is present; no account
+//!    whose deletion was acknowledged is back;
+//! 3. a send that failed or whose outcome is unknown is present on all
+//!    replicas or on none (and at most once);
+//! 4. all replicas hold the same state (equal digests, equal views);
+//!    history pages have no gaps or repeats;
+//! 5. acknowledged read marks hold (read, or deleted); every account's unread
+//!    count equals the number of unread messages addressed to it.
+//!
+//! Plus: no message appears that nobody sent.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chat_tests::authed;
+use chat_tests::chat_shared::proto::{self, chat_client::ChatClient};
+use tonic::transport::Channel;
+
+use super::history::{Op, Outcome, Record};
+
+/// An account the workload knows: its credentials, and its id once known.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub username: String,
+    pub password: String,
+    pub id: Option<String>,
+}
+
+/// What one replica holds, as its clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct View {
+    /// Message id -> (sender id, recipient id, body, read).
+    pub messages: BTreeMap<String, (String, String, String, bool)>,
+    /// Account id -> unread count reported at login.
+    pub unread: BTreeMap<String, u64>,
+}
+
+pub struct Anomalies(pub Vec<String>);
+
+impl Anomalies {
+    fn add(&mut self, s: String) {
+        self.0.push(s);
+    }
+}
+
+async fn client(url: &str) -> ChatClient<Channel> {
+    let ch = Channel::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("checker cannot reach {url}: {e}"));
+    ChatClient::new(ch)
+}
+
+/// Reads a replica's view through the accounts that can log in; checks
+/// paging on the way.
+pub async fn read_view(url: &str, accounts: &[Account], anomalies: &mut Anomalies) -> View {
+    let mut c = client(url).await;
+    let mut view = View::default();
+    for a in accounts {
+        let auth = match c
+            .login(proto::LoginRequest {
+                username: a.username.clone(),
+                password: a.password.clone(),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                anomalies.add(format!(
+                    "{url}: main account {} cannot log in: {s:?}",
+                    a.username
+                ));
+                continue;
+            }
+        };
+        let me = auth.account.as_ref().unwrap().id.clone();
+        view.unread.insert(me.clone(), auth.unread_count);
+        let mut peers = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = c
+                .list_conversations(authed(
+                    &auth.token,
+                    proto::ListConversationsRequest {
+                        page_size: 7,
+                        cursor,
+                    },
+                ))
+                .await
+                .expect("conversations")
+                .into_inner();
+            peers.extend(page.conversations.into_iter().map(|c| c.peer.unwrap().id));
+            if page.next_cursor.is_empty() {
+                break;
+            }
+            cursor = page.next_cursor;
+        }
+        for peer in peers {
+            let small = history(&mut c, &auth.token, &peer, 37).await;
+            let big = history(&mut c, &auth.token, &peer, 200).await;
+            let ids: Vec<&String> = small.iter().map(|m| &m.id).collect();
+            if ids.iter().collect::<HashSet<_>>().len() != ids.len() {
+                anomalies.add(format!(
+                    "{url}: history {me}/{peer} repeats a message across pages"
+                ));
+            }
+            if small.windows(2).any(|w| w[0].sent_at_ms < w[1].sent_at_ms) {
+                anomalies.add(format!("{url}: history {me}/{peer} is not newest-first"));
+            }
+            let big_ids: Vec<&String> = big.iter().map(|m| &m.id).collect();
+            if ids != big_ids {
+                anomalies.add(format!(
+                    "{url}: history {me}/{peer} differs between page sizes 37 and 200 (gap or repeat)"
+                ));
+            }
+            for m in big {
+                view.messages.insert(
+                    m.id,
+                    (
+                        m.sender.unwrap().id,
+                        m.recipient.unwrap().id,
+                        m.body,
+                        m.read,
+                    ),
+                );
+            }
+        }
+    }
+    view
+}
+
+async fn history(
+    c: &mut ChatClient<Channel>,
+    token: &str,
+    peer: &str,
+    size: u32,
+) -> Vec<proto::Message> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = c
+            .get_history(authed(
+                token,
+                proto::GetHistoryRequest {
+                    peer_id: peer.to_string(),
+                    page_size: size,
+                    cursor,
+                },
+            ))
+            .await
+            .expect("history page")
+            .into_inner();
+        out.extend(page.messages);
+        if page.next_cursor.is_empty() {
+            return out;
+        }
+        cursor = page.next_cursor;
+    }
+}
+
+/// Checks a converged cluster against the history. `views[i]` is replica
+/// i's view; `spares` are the rarely created/deleted accounts.
+pub async fn check(
+    urls: &[String],
+    views: &[View],
+    history: &[Record],
+    main: &[Account],
+    spares: &[Account],
+    anomalies: &mut Anomalies,
+) {
+    // 4. Same view everywhere.
+    for (i, v) in views.iter().enumerate().skip(1) {
+        if v != &views[0] {
+            let a: HashSet<_> = views[0].messages.keys().collect();
+            let b: HashSet<_> = v.messages.keys().collect();
+            anomalies.add(format!(
+                "replica {} and replica 1 differ: {} messages only on 1, {} only on {}, unread {:?} vs {:?}",
+                i + 1,
+                a.difference(&b).count(),
+                b.difference(&a).count(),
+                i + 1,
+                views[0].unread,
+                v.unread
+            ));
+        }
+    }
+    // Indexes over the history, built once.
+    let mut sent_bodies = HashSet::new();
+    let mut deleted_ok = HashSet::new();
+    let mut maybe_deleted = HashSet::new();
+    let mut marked = HashSet::new();
+    for rec in history {
+        match (&rec.op, &rec.outcome) {
+            (Op::Send { body, .. }, _) => {
+                sent_bodies.insert(body.as_str());
+            }
+            (Op::Delete { ids, .. }, Outcome::Ok) => {
+                deleted_ok.extend(ids.iter().map(String::as_str));
+                maybe_deleted.extend(ids.iter().map(String::as_str));
+            }
+            (Op::Delete { ids, .. }, Outcome::Unknown) => {
+                maybe_deleted.extend(ids.iter().map(String::as_str));
+            }
+            (Op::MarkRead { ids, .. }, Outcome::Ok) => {
+                marked.extend(ids.iter().map(String::as_str))
+            }
+            _ => {}
+        }
+    }
+    for (i, view) in views.iter().enumerate() {
+        let r = i + 1;
+        let mut by_body: HashMap<&str, Vec<&String>> = HashMap::new();
+        for (id, (_, _, body, _)) in &view.messages {
+            by_body.entry(body.as_str()).or_default().push(id);
+        }
+        // 1 and 3. Sends: acknowledged ones present exactly once (unless
+        // deleted since); any send at most once.
+        for rec in history {
+            let Op::Send { body, id, .. } = &rec.op else {
+                continue;
+            };
+            let found = by_body.get(body.as_str()).map_or(0, Vec::len);
+            if found > 1 {
+                anomalies.add(format!(
+                    "replica {r}: send op {} ({body}) stored {found} times",
+                    rec.id
+                ));
+            }
+            if rec.outcome == Outcome::Ok {
+                let id = id.as_deref().unwrap_or_default();
+                let present = by_body
+                    .get(body.as_str())
+                    .is_some_and(|ids| ids.iter().any(|i| i.as_str() == id));
+                if !present && !maybe_deleted.contains(id) {
+                    anomalies.add(format!(
+                        "replica {r}: acknowledged send op {} ({body}, id {id}) is missing",
+                        rec.id
+                    ));
+                }
+            }
+        }
+        // 2. Acknowledged deletions hold.
+        for id in &deleted_ok {
+            if view.messages.contains_key(*id) {
+                anomalies.add(format!(
+                    "replica {r}: message {id} is back after an acknowledged delete"
+                ));
+            }
+        }
+        // 5. Read marks hold; unread counts match.
+        for id in &marked {
+            if let Some((_, _, _, read)) = view.messages.get(*id)
+                && !read
+            {
+                anomalies.add(format!(
+                    "replica {r}: message {id} is unread after an acknowledged mark-read"
+                ));
+            }
+        }
+        for (account, count) in &view.unread {
+            let actual = view
+                .messages
+                .values()
+                .filter(|(_, to, _, read)| to == account && !read)
+                .count() as u64;
+            if actual != *count {
+                anomalies.add(format!(
+                    "replica {r}: account {account} reports {count} unread, holds {actual} unread messages"
+                ));
+            }
+        }
+        // Nothing nobody sent.
+        for (id, (_, _, body, _)) in &view.messages {
+            if !sent_bodies.contains(body.as_str()) {
+                anomalies.add(format!("replica {r}: message {id} ({body}) was never sent"));
+            }
+        }
+    }
+    // 2. Deleted accounts stay deleted; created ones exist.
+    let mut spare_ops: HashMap<(usize, &str), Vec<Outcome>> = HashMap::new();
+    for rec in history {
+        match rec.op {
+            Op::CreateAccount { spare } | Op::DeleteAccount { spare } => spare_ops
+                .entry((spare, rec.op.kind()))
+                .or_default()
+                .push(rec.outcome.clone()),
+            _ => {}
+        }
+    }
+    for (i, url) in urls.iter().enumerate() {
+        let mut c = client(url).await;
+        let token = c
+            .login(proto::LoginRequest {
+                username: main[0].username.clone(),
+                password: main[0].password.clone(),
+            })
+            .await
+            .map(|r| r.into_inner().token)
+            .ok();
+        for (k, spare) in spares.iter().enumerate() {
+            if spare.username.is_empty() {
+                continue;
+            }
+            let deleted = spare_ops
+                .get(&(k, "delete-account"))
+                .is_some_and(|o| o.contains(&Outcome::Ok));
+            let maybe_deleted = spare_ops.get(&(k, "delete-account")).is_some_and(|o| {
+                o.iter()
+                    .any(|o| *o != Outcome::Ok && !matches!(o, Outcome::Failed(_)))
+            });
+            let created = spare_ops
+                .get(&(k, "create-account"))
+                .is_some_and(|o| o.contains(&Outcome::Ok));
+            let login = c
+                .login(proto::LoginRequest {
+                    username: spare.username.clone(),
+                    password: spare.password.clone(),
+                })
+                .await;
+            if deleted {
+                match &login {
+                    Err(s) if s.message().contains("deleted") => {}
+                    other => anomalies.add(format!(
+                        "replica {}: spare {} was deleted (acknowledged) but login gives {other:?}",
+                        i + 1,
+                        spare.username
+                    )),
+                }
+                if let Some(token) = &token {
+                    let listed = c
+                        .list_accounts(authed(
+                            token,
+                            proto::ListAccountsRequest {
+                                pattern: spare.username.clone(),
+                                ..Default::default()
+                            },
+                        ))
+                        .await
+                        .map(|r| r.into_inner().accounts.len())
+                        .unwrap_or(0);
+                    if listed != 0 {
+                        anomalies.add(format!(
+                            "replica {}: deleted spare {} is listed",
+                            i + 1,
+                            spare.username
+                        ));
+                    }
+                }
+            } else if created {
+                match &login {
+                    Ok(_) => {}
+                    Err(s) if maybe_deleted && s.message().contains("deleted") => {}
+                    Err(s) => anomalies.add(format!(
+                        "replica {}: spare {} was created (acknowledged) but cannot log in: {s:?}",
+                        i + 1,
+                        spare.username
+                    )),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The checker must be able to fail: each seeded defect is found.
+
+    use std::time::Duration;
+
+    use super::*;
+
+    fn send(id: u64, body: &str, msg: Option<&str>, outcome: Outcome) -> Record {
+        Record {
+            id,
+            client: 0,
+            start: Duration::ZERO,
+            end: Duration::ZERO,
+            op: Op::Send {
+                from: 0,
+                to: 1,
+                body: body.into(),
+                id: msg.map(Into::into),
+            },
+            outcome,
+        }
+    }
+
+    fn view(messages: &[(&str, &str, bool)], unread_b: u64) -> View {
+        View {
+            messages: messages
+                .iter()
+                .map(|(id, body, read)| {
+                    (
+                        id.to_string(),
+                        ("a".into(), "b".into(), body.to_string(), *read),
+                    )
+                })
+                .collect(),
+            unread: [("b".to_string(), unread_b)].into(),
+        }
+    }
+
+    async fn anomalies(views: &[View], history: &[Record]) -> Vec<String> {
+        let mut a = Anomalies(Vec::new());
+        check(&[], views, history, &[], &[], &mut a).await;
+        a.0
+    }
+
+    #[tokio::test]
+    async fn a_clean_history_passes() {
+        let history = [
+            send(0, "x", Some("m1"), Outcome::Ok),
+            send(1, "y", None, Outcome::Unknown),
+        ];
+        let v = view(&[("m1", "x", false)], 1);
+        assert!(anomalies(&[v.clone(), v], &history).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn finds_lost_duplicated_resurrected_and_phantom_messages() {
+        let mut history = vec![
+            send(0, "x", Some("m1"), Outcome::Ok),
+            send(1, "y", Some("m2"), Outcome::Ok),
+        ];
+        history.push(Record {
+            id: 2,
+            client: 0,
+            start: Duration::ZERO,
+            end: Duration::ZERO,
+            op: Op::Delete {
+                account: 0,
+                ids: vec!["m2".into()],
+            },
+            outcome: Outcome::Ok,
+        });
+        history.push(Record {
+            id: 3,
+            client: 0,
+            start: Duration::ZERO,
+            end: Duration::ZERO,
+            op: Op::MarkRead {
+                account: 1,
+                ids: vec!["m3".into()],
+            },
+            outcome: Outcome::Ok,
+        });
+        // m1 lost; m2 back after its delete; "x" stored twice under other
+        // ids; m3 unread despite the mark; "z" never sent; unread count off.
+        let v = view(
+            &[
+                ("m2", "y", false),
+                ("m4", "x", false),
+                ("m5", "x", false),
+                ("m3", "x2", false),
+                ("m6", "z", true),
+            ],
+            1,
+        );
+        let found = anomalies(&[v], &history).await;
+        let all = found.join("\n");
+        for needle in [
+            "acknowledged send op 0 (x, id m1) is missing",
+            "message m2 is back after an acknowledged delete",
+            "send op 0 (x) stored 2 times",
+            "message m3 is unread after an acknowledged mark-read",
+            "was never sent",
+            "reports 1 unread, holds 4 unread messages",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[tokio::test]
+    async fn finds_replicas_that_differ() {
+        let history = [send(0, "x", Some("m1"), Outcome::Unknown)];
+        let with = view(&[("m1", "x", false)], 1);
+        let without = view(&[], 0);
+        let found = anomalies(&[with, without], &history).await;
+        assert!(
+            found
+                .iter()
+                .any(|a| a.contains("replica 2 and replica 1 differ")),
+            "{found:?}"
+        );
+    }
+}

@@ -1,0 +1,540 @@
+//! The app's state and every user action, apart from how they are drawn.
+//!
+//! All network work goes through the client core (`chat_shared::client`),
+//! which serialises calls and hides replica failures; so an action here is
+//! "call, then update signals", and an error that reaches this module is
+//! always one to show the user (never a dead replica: the connection
+//! indicator reports those). The live subscription keeps the views fresh:
+//! each event patches what is shown, and a (re)subscription or `lagged`
+//! reloads it, since the server does not replay missed events.
+
+use chat_shared::client::{CallError, Connection, ServerInfo};
+use chat_shared::proto::{self, event};
+use futures_util::StreamExt;
+use futures_util::future::{AbortHandle, Abortable};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::net::{self, WebClient};
+
+pub const CONVERSATIONS_PAGE: u32 = 30;
+pub const HISTORY_PAGE: u32 = 30;
+pub const ACCOUNTS_PAGE: u32 = 20;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tab {
+    Chats,
+    People,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Dialog {
+    Servers,
+    DeleteAccount,
+}
+
+/// A message on its way: shown at once, replaced by the stored message when
+/// the send completes (however many replicas that took).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub key: u64,
+    pub body: String,
+}
+
+/// A notice above the views: something happened that the user should know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    pub warning: bool,
+}
+
+/// Everything the views read and the actions write. `Copy`: signals are
+/// handles.
+#[derive(Clone, Copy)]
+pub struct App {
+    client: StoredValue<WebClient>,
+    live: StoredValue<Option<AbortHandle>>,
+    pub me: RwSignal<Option<proto::Account>>,
+    pub connection: RwSignal<Connection>,
+    pub servers: RwSignal<Vec<ServerInfo>>,
+    pub unread: RwSignal<u64>,
+    pub notice: RwSignal<Option<Notice>>,
+    pub tab: RwSignal<Tab>,
+    pub dialog: RwSignal<Option<Dialog>>,
+    pub conversations: RwSignal<Vec<proto::Conversation>>,
+    pub conversations_cursor: RwSignal<String>,
+    pub peer: RwSignal<Option<proto::Account>>,
+    /// The open conversation, oldest first.
+    pub messages: RwSignal<Vec<proto::Message>>,
+    pub history_cursor: RwSignal<String>,
+    pub pending: RwSignal<Vec<Pending>>,
+    next_pending: StoredValue<u64>,
+}
+
+impl App {
+    pub fn new() -> Self {
+        let client = net::client();
+        Self {
+            connection: RwSignal::new(client.connection().get()),
+            servers: RwSignal::new(client.servers().get()),
+            client: StoredValue::new(client),
+            live: StoredValue::new(None),
+            me: RwSignal::new(None),
+            unread: RwSignal::new(0),
+            notice: RwSignal::new(None),
+            tab: RwSignal::new(Tab::Chats),
+            dialog: RwSignal::new(None),
+            conversations: RwSignal::new(Vec::new()),
+            conversations_cursor: RwSignal::new(String::new()),
+            peer: RwSignal::new(None),
+            messages: RwSignal::new(Vec::new()),
+            history_cursor: RwSignal::new(String::new()),
+            pending: RwSignal::new(Vec::new()),
+            next_pending: StoredValue::new(0),
+        }
+    }
+
+    pub fn client(&self) -> WebClient {
+        self.client.get_value()
+    }
+
+    /// Mirrors the core's observable state into signals, keeps the server
+    /// list fresh, and resumes a session saved before a reload.
+    pub fn start(self) {
+        let client = self.client();
+        let mut connection = Box::pin(client.connection().stream());
+        spawn_local(async move {
+            while let Some(c) = connection.next().await {
+                self.connection.set(c);
+            }
+        });
+        let mut servers = Box::pin(client.servers().stream());
+        spawn_local(async move {
+            while let Some(s) = servers.next().await {
+                self.servers.set(s);
+            }
+        });
+        let refresher = client.clone();
+        spawn_local(async move {
+            let _ = refresher.refresh_servers().await;
+            refresher
+                .keep_servers_fresh(std::time::Duration::from_secs(10))
+                .await;
+        });
+        if let Some(session) = net::load_session() {
+            let account = session.account.clone();
+            client.set_session(Some(session));
+            self.me.set(Some(account));
+            self.begin_session();
+        }
+    }
+
+    pub fn my_id(&self) -> String {
+        self.me
+            .with_untracked(|m| m.as_ref().map(|a| a.id.clone()))
+            .unwrap_or_default()
+    }
+
+    /// A failed call's message for the user. A session that the servers no
+    /// longer accept ends here, back at the login screen.
+    pub fn explain(self, error: &CallError) -> String {
+        if error.is_session_ended() && self.me.get_untracked().is_some() {
+            self.end_session(Some(Notice {
+                text: format!("{} Please log in again.", sentence(&error.to_string())),
+                warning: true,
+            }));
+        }
+        sentence(&error.to_string())
+    }
+
+    // --- Session ----------------------------------------------------------
+
+    pub async fn authenticate(
+        self,
+        username: String,
+        password: String,
+        register: bool,
+    ) -> Result<(), String> {
+        let client = self.client();
+        let result = if register {
+            client.create_account(&username, &password).await
+        } else {
+            client.login(&username, &password).await
+        };
+        let auth = result.map_err(|e| sentence(&e.to_string()))?;
+        let account = auth.account.clone().unwrap_or_default();
+        let text = match (register, auth.unread_count) {
+            (true, _) => format!("Welcome, {}! Your account is ready.", account.username),
+            (false, 0) => format!(
+                "Welcome back, {}. You have no unread messages.",
+                account.username
+            ),
+            (false, 1) => format!(
+                "Welcome back, {}. You have 1 unread message.",
+                account.username
+            ),
+            (false, n) => format!(
+                "Welcome back, {}. You have {n} unread messages.",
+                account.username
+            ),
+        };
+        net::save_session(client.session().as_ref());
+        self.unread.set(auth.unread_count);
+        self.notice.set(Some(Notice {
+            text,
+            warning: false,
+        }));
+        self.me.set(Some(account));
+        self.tab
+            .set(if register { Tab::People } else { Tab::Chats });
+        self.begin_session();
+        Ok(())
+    }
+
+    fn begin_session(self) {
+        self.start_live();
+        spawn_local(async move { self.refresh_conversations().await });
+    }
+
+    /// Logs out (or reacts to a session the servers refused): forgets the
+    /// token and everything shown.
+    pub fn end_session(self, notice: Option<Notice>) {
+        if let Some(handle) = self.live.get_value() {
+            handle.abort();
+        }
+        self.live.set_value(None);
+        self.client().logout();
+        net::save_session(None);
+        self.me.set(None);
+        self.unread.set(0);
+        self.conversations.set(Vec::new());
+        self.conversations_cursor.set(String::new());
+        self.peer.set(None);
+        self.messages.set(Vec::new());
+        self.pending.set(Vec::new());
+        self.dialog.set(None);
+        self.notice.set(notice);
+    }
+
+    pub async fn delete_account(self, password: String) -> Result<(), String> {
+        match self.client().delete_account(&password).await {
+            Ok(()) => {
+                self.end_session(Some(Notice {
+                    text: "Your account has been deleted.".into(),
+                    warning: false,
+                }));
+                Ok(())
+            }
+            // A wrong password is PERMISSION_DENIED: the session stays.
+            Err(e) => Err(self.explain(&e)),
+        }
+    }
+
+    // --- Live events ------------------------------------------------------
+
+    fn start_live(self) {
+        let (handle, registration) = AbortHandle::new_pair();
+        if let Some(old) = self.live.get_value() {
+            old.abort();
+        }
+        self.live.set_value(Some(handle));
+        let mut events = self.client().subscribe();
+        let live = async move {
+            loop {
+                match events.next().await {
+                    Ok(event) => self.on_event(event).await,
+                    Err(e) => {
+                        self.explain(&e);
+                        break;
+                    }
+                }
+            }
+        };
+        spawn_local(async move {
+            let _ = Abortable::new(live, registration).await;
+        });
+    }
+
+    async fn on_event(self, event: proto::Event) {
+        let Some(kind) = event.kind else { return };
+        match kind {
+            // A new stream (first, or after a failover): whatever happened
+            // in between was not delivered, so reload what is shown.
+            event::Kind::Subscribed(s) => {
+                self.unread.set(s.unread_count);
+                self.reload_views().await;
+            }
+            event::Kind::Lagged(_) => self.reload_views().await,
+            event::Kind::Message(m) => self.on_message(m).await,
+            event::Kind::Deleted(d) => {
+                self.unread.set(d.unread_count);
+                self.messages
+                    .update(|ms| ms.retain(|m| !d.message_ids.contains(&m.id)));
+                self.refresh_conversations().await;
+            }
+            event::Kind::Read(r) => {
+                self.unread.set(r.unread_count);
+                self.messages.update(|ms| {
+                    for m in ms.iter_mut().filter(|m| r.message_ids.contains(&m.id)) {
+                        m.read = true;
+                    }
+                });
+                self.refresh_conversations().await;
+            }
+        }
+    }
+
+    async fn on_message(self, message: proto::Message) {
+        let me = self.my_id();
+        let incoming = message.recipient.as_ref().is_some_and(|a| a.id == me);
+        let from = if incoming {
+            &message.sender
+        } else {
+            &message.recipient
+        };
+        let other = from.as_ref().map(|a| a.id.clone()).unwrap_or_default();
+        let open = self
+            .peer
+            .with_untracked(|p| p.as_ref().is_some_and(|p| p.id == other));
+        if incoming && !message.read {
+            self.unread.update(|n| *n += 1);
+        }
+        if open {
+            upsert(self.messages, message);
+            self.mark_shown_read().await;
+        }
+        self.refresh_conversations().await;
+    }
+
+    async fn reload_views(self) {
+        self.refresh_conversations().await;
+        if self.peer.get_untracked().is_some() {
+            self.load_history(false).await;
+        }
+    }
+
+    // --- Conversations ----------------------------------------------------
+
+    /// Reloads the first page of conversations (a conversation that became
+    /// active moves to the front, so patching pages in place would miss it).
+    pub async fn refresh_conversations(self) {
+        match self
+            .client()
+            .list_conversations(CONVERSATIONS_PAGE, "")
+            .await
+        {
+            Ok(page) => {
+                self.conversations.set(page.conversations);
+                self.conversations_cursor.set(page.next_cursor);
+            }
+            Err(e) => {
+                self.explain(&e);
+            }
+        }
+    }
+
+    pub async fn more_conversations(self) {
+        let cursor = self.conversations_cursor.get_untracked();
+        if cursor.is_empty() {
+            return;
+        }
+        match self
+            .client()
+            .list_conversations(CONVERSATIONS_PAGE, &cursor)
+            .await
+        {
+            Ok(page) => {
+                self.conversations.update(|cs| {
+                    for c in page.conversations {
+                        let peer = c.peer.as_ref().map(|p| p.id.clone());
+                        if !cs
+                            .iter()
+                            .any(|x| x.peer.as_ref().map(|p| p.id.clone()) == peer)
+                        {
+                            cs.push(c);
+                        }
+                    }
+                });
+                self.conversations_cursor.set(page.next_cursor);
+            }
+            Err(e) => {
+                self.explain(&e);
+            }
+        }
+    }
+
+    pub fn open_conversation(self, peer: proto::Account) {
+        if self
+            .peer
+            .with_untracked(|p| p.as_ref().is_some_and(|p| p.id == peer.id))
+        {
+            return;
+        }
+        self.peer.set(Some(peer));
+        self.messages.set(Vec::new());
+        self.history_cursor.set(String::new());
+        self.pending.set(Vec::new());
+        spawn_local(async move { self.load_history(false).await });
+    }
+
+    /// Loads the newest page of the open conversation, or (`older`) the page
+    /// before the oldest one shown.
+    pub async fn load_history(self, older: bool) {
+        let Some(peer) = self.peer.get_untracked() else {
+            return;
+        };
+        let cursor = if older {
+            let cursor = self.history_cursor.get_untracked();
+            if cursor.is_empty() {
+                return;
+            }
+            cursor
+        } else {
+            String::new()
+        };
+        match self
+            .client()
+            .get_history(&peer.id, HISTORY_PAGE, &cursor)
+            .await
+        {
+            Ok(page) => {
+                // The user may have moved on while this was loading.
+                if self
+                    .peer
+                    .with_untracked(|p| p.as_ref().map(|p| &p.id) != Some(&peer.id))
+                {
+                    return;
+                }
+                if older {
+                    for m in page.messages {
+                        upsert(self.messages, m);
+                    }
+                } else {
+                    let mut newest = page.messages;
+                    newest.reverse();
+                    self.messages.set(newest);
+                }
+                self.history_cursor.set(page.next_cursor);
+                self.mark_shown_read().await;
+            }
+            Err(e) => {
+                self.explain(&e);
+            }
+        }
+    }
+
+    /// Marks what the open conversation shows as read.
+    async fn mark_shown_read(self) {
+        let me = self.my_id();
+        let ids: Vec<String> = self.messages.with_untracked(|ms| {
+            ms.iter()
+                .filter(|m| !m.read && m.recipient.as_ref().is_some_and(|a| a.id == me))
+                .map(|m| m.id.clone())
+                .collect()
+        });
+        if ids.is_empty() {
+            return;
+        }
+        match self.client().mark_read(ids.clone()).await {
+            Ok(unread) => {
+                self.unread.set(unread);
+                self.messages.update(|ms| {
+                    for m in ms.iter_mut().filter(|m| ids.contains(&m.id)) {
+                        m.read = true;
+                    }
+                });
+                let peer = self.peer.get_untracked().map(|p| p.id);
+                self.conversations.update(|cs| {
+                    for c in cs
+                        .iter_mut()
+                        .filter(|c| c.peer.as_ref().map(|p| p.id.clone()) == peer)
+                    {
+                        c.unread_count = 0;
+                    }
+                });
+            }
+            Err(e) => {
+                self.explain(&e);
+            }
+        }
+    }
+
+    /// Sends a message to the open conversation. The bubble shows at once
+    /// as pending; it becomes the stored message when the send completes.
+    pub async fn send(self, body: String) -> Result<(), String> {
+        let Some(peer) = self.peer.get_untracked() else {
+            return Ok(());
+        };
+        chat_shared::validate::message_body(&body).map_err(|e| sentence(&e.to_string()))?;
+        let key = self.next_pending.get_value();
+        self.next_pending.set_value(key + 1);
+        self.pending.update(|p| {
+            p.push(Pending {
+                key,
+                body: body.clone(),
+            })
+        });
+        let result = self.client().send_message(&peer.id, &body).await;
+        self.pending.update(|p| p.retain(|x| x.key != key));
+        match result {
+            Ok(message) => {
+                if self
+                    .peer
+                    .with_untracked(|p| p.as_ref().is_some_and(|p| p.id == peer.id))
+                {
+                    upsert(self.messages, message);
+                }
+                self.refresh_conversations().await;
+                Ok(())
+            }
+            Err(e) => Err(self.explain(&e)),
+        }
+    }
+
+    pub async fn delete_messages(self, ids: Vec<String>) -> Result<(), String> {
+        match self.client().delete_messages(ids.clone()).await {
+            Ok(unread) => {
+                self.unread.set(unread);
+                self.messages
+                    .update(|ms| ms.retain(|m| !ids.contains(&m.id)));
+                self.refresh_conversations().await;
+                Ok(())
+            }
+            Err(e) => Err(self.explain(&e)),
+        }
+    }
+
+    pub async fn switch_server(self, url: String) -> Result<(), String> {
+        self.client()
+            .switch_to(&url)
+            .await
+            .map(|_| ())
+            .map_err(|e| sentence(&e.to_string()))
+    }
+}
+
+/// Inserts or replaces a message, keeping the list in (time, id) order --
+/// the server's order, identical on every replica.
+fn upsert(messages: RwSignal<Vec<proto::Message>>, message: proto::Message) {
+    messages.update(|ms| {
+        if let Some(existing) = ms.iter_mut().find(|m| m.id == message.id) {
+            *existing = message;
+            return;
+        }
+        let at = ms.partition_point(|m| (m.sent_at_ms, &m.id) < (message.sent_at_ms, &message.id));
+        ms.insert(at, message);
+    });
+}
+
+/// "wrong username or password" → "Wrong username or password."
+pub fn sentence(text: &str) -> String {
+    let mut chars = text.trim().chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => return "Something went wrong.".into(),
+    };
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}

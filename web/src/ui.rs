@@ -1,0 +1,1022 @@
+//! The screens. Components read the [`App`] from context and call its
+//! actions; they hold only view-local state (form fields, selection).
+//!
+//! Accessibility: every input has a label (visible, or `sr-only` where the
+//! placeholder says the same), forms submit with Enter, errors of the
+//! user's own actions are `role="alert"`, and the connection indicator is a
+//! polite live region. Element ids double as stable hooks for the browser
+//! tests.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chat_shared::client::Connection;
+use chat_shared::proto;
+use chat_shared::validate;
+use leptos::ev::{KeyboardEvent, SubmitEvent};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsValue;
+
+use crate::app::{ACCOUNTS_PAGE, App, Dialog, Notice, Tab, sentence};
+use crate::net;
+
+fn use_app() -> App {
+    expect_context::<App>()
+}
+
+#[component]
+pub fn Root() -> impl IntoView {
+    let app = App::new();
+    provide_context(app);
+    app.start();
+    view! {
+        <div class="shell">
+            <TopBar />
+            <NoticeBar />
+            <Show when=move || app.me.with(Option::is_some) fallback=AuthScreen>
+                <div class="workspace">
+                    <Sidebar />
+                    <ConversationPane />
+                </div>
+            </Show>
+            <Show when=move || app.dialog.get() == Some(Dialog::Servers)>
+                <ServersPanel />
+            </Show>
+            <Show when=move || app.dialog.get() == Some(Dialog::DeleteAccount)>
+                <DeleteAccountDialog />
+            </Show>
+        </div>
+    }
+}
+
+// --- Top bar -------------------------------------------------------------
+
+#[component]
+fn TopBar() -> impl IntoView {
+    let app = use_app();
+    let logged_in = move || app.me.with(Option::is_some);
+    let name = move || {
+        app.me
+            .with(|m| m.as_ref().map(|a| a.username.clone()).unwrap_or_default())
+    };
+    view! {
+        <header class="topbar">
+            <div class="brand">
+                <span class="logo" aria-hidden="true">"✦"</span>
+                <span>"Relay"</span>
+            </div>
+            <ConnectionIndicator />
+            <div class="spacer"></div>
+            <button
+                id="servers-btn"
+                class="ghost"
+                on:click=move |_| app.dialog.set(Some(Dialog::Servers))
+            >
+                "Servers"
+            </button>
+            <Show when=logged_in>
+                <div class="me">
+                    <span class="avatar small" aria-hidden="true">{move || initial(&name())}</span>
+                    <span id="me-name">{name}</span>
+                    <span
+                        id="unread-total"
+                        class="badge"
+                        class:zero=move || app.unread.get() == 0
+                        aria-label=move || format!("{} unread", app.unread.get())
+                    >
+                        {move || app.unread.get()}
+                    </span>
+                </div>
+                <button id="logout" class="ghost" on:click=move |_| app.end_session(None)>
+                    "Log out"
+                </button>
+                <button
+                    id="delete-account"
+                    class="ghost danger-text"
+                    on:click=move |_| app.dialog.set(Some(Dialog::DeleteAccount))
+                >
+                    "Delete account"
+                </button>
+            </Show>
+        </header>
+    }
+}
+
+#[component]
+fn ConnectionIndicator() -> impl IntoView {
+    let app = use_app();
+    let state = move || match app.connection.get() {
+        Connection::Connecting => ("connecting", "Connecting…".to_string(), 0),
+        Connection::Connected(s) => ("connected", format!("Connected to {}", s.name()), s.id),
+        Connection::FailingOver { from } => (
+            "failing-over",
+            format!(
+                "{} stopped answering — switching…",
+                capitalize(&from.name())
+            ),
+            0,
+        ),
+        Connection::Offline { retry_in, .. } => (
+            "offline",
+            format!(
+                "Offline — no server is answering. Retrying in {} s",
+                retry_in.as_secs_f32().ceil().max(1.0)
+            ),
+            0,
+        ),
+    };
+    view! {
+        <div
+            id="connection"
+            class=move || format!("connection {}", state().0)
+            data-state=move || state().0
+            data-server=move || state().2.to_string()
+            role="status"
+            aria-live="polite"
+        >
+            <span class="dot" aria-hidden="true"></span>
+            <span>{move || state().1}</span>
+        </div>
+    }
+}
+
+#[component]
+fn NoticeBar() -> impl IntoView {
+    let app = use_app();
+    move || {
+        app.notice.get().map(|Notice { text, warning }| {
+            view! {
+                <div class="notice" class:warning=warning id="notice" role="status">
+                    <span>{text}</span>
+                    <button
+                        class="icon"
+                        aria-label="Dismiss"
+                        on:click=move |_| app.notice.set(None)
+                    >
+                        "×"
+                    </button>
+                </div>
+            }
+        })
+    }
+}
+
+// --- Log in / register ---------------------------------------------------
+
+#[component]
+fn AuthScreen() -> impl IntoView {
+    let app = use_app();
+    let register = RwSignal::new(false);
+    let username = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        if busy.get_untracked() {
+            return;
+        }
+        let (name, pass, new) = (
+            username.get_untracked().trim().to_string(),
+            password.get_untracked(),
+            register.get_untracked(),
+        );
+        let checked = if new {
+            validate::username(&name).and_then(|()| validate::password(&pass))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = checked {
+            error.set(Some(sentence(&e.to_string())));
+            return;
+        }
+        if name.is_empty() || pass.is_empty() {
+            error.set(Some("Enter your username and password.".into()));
+            return;
+        }
+        error.set(None);
+        busy.set(true);
+        spawn_local(async move {
+            let result = app.authenticate(name, pass, new).await;
+            busy.set(false);
+            match result {
+                Ok(()) => password.set(String::new()),
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let switch_to = move |new: bool| {
+        register.set(new);
+        error.set(None);
+    };
+    view! {
+        <main class="auth">
+            <div class="auth-card">
+                <h1>{move || if register.get() { "Create your account" } else { "Welcome back" }}</h1>
+                <p class="muted">
+                    "Direct messages that keep flowing when a server goes down."
+                </p>
+                <div class="segmented" role="tablist" aria-label="Log in or create an account">
+                    <button
+                        type="button"
+                        id="tab-login"
+                        role="tab"
+                        aria-selected=move || (!register.get()).to_string()
+                        class:active=move || !register.get()
+                        on:click=move |_| switch_to(false)
+                    >
+                        "Log in"
+                    </button>
+                    <button
+                        type="button"
+                        id="tab-register"
+                        role="tab"
+                        aria-selected=move || register.get().to_string()
+                        class:active=move || register.get()
+                        on:click=move |_| switch_to(true)
+                    >
+                        "Create account"
+                    </button>
+                </div>
+                <form on:submit=submit novalidate>
+                    <label for="auth-username">"Username"</label>
+                    <input
+                        id="auth-username"
+                        type="text"
+                        autocomplete="username"
+                        autocapitalize="none"
+                        spellcheck="false"
+                        aria-describedby="auth-username-hint"
+                        bind:value=username
+                    />
+                    <p class="hint" id="auth-username-hint">
+                        {move || {
+                            if register.get() {
+                                "3–32 characters: letters, digits, _ . - (starting with a letter or digit)."
+                            } else {
+                                "Not case-sensitive."
+                            }
+                        }}
+                    </p>
+                    <label for="auth-password">"Password"</label>
+                    <input
+                        id="auth-password"
+                        type="password"
+                        autocomplete=move || {
+                            if register.get() { "new-password" } else { "current-password" }
+                        }
+                        bind:value=password
+                    />
+                    <Show when=move || register.get()>
+                        <p class="hint">"At least 8 characters."</p>
+                    </Show>
+                    {move || {
+                        error
+                            .get()
+                            .map(|e| view! { <p class="error" id="auth-error" role="alert">{e}</p> })
+                    }}
+                    <button type="submit" id="auth-submit" class="primary wide" disabled=busy>
+                        {move || match (busy.get(), register.get()) {
+                            (true, _) => "Please wait…",
+                            (false, true) => "Create account",
+                            (false, false) => "Log in",
+                        }}
+                    </button>
+                </form>
+            </div>
+        </main>
+    }
+}
+
+// --- Sidebar: conversations and people -----------------------------------
+
+#[component]
+fn Sidebar() -> impl IntoView {
+    let app = use_app();
+    let tab = app.tab;
+    view! {
+        <aside class="sidebar" aria-label="Conversations and people">
+            <div class="segmented" role="tablist">
+                <button
+                    id="tab-chats"
+                    role="tab"
+                    aria-selected=move || (tab.get() == Tab::Chats).to_string()
+                    class:active=move || tab.get() == Tab::Chats
+                    on:click=move |_| tab.set(Tab::Chats)
+                >
+                    "Chats"
+                </button>
+                <button
+                    id="tab-people"
+                    role="tab"
+                    aria-selected=move || (tab.get() == Tab::People).to_string()
+                    class:active=move || tab.get() == Tab::People
+                    on:click=move |_| tab.set(Tab::People)
+                >
+                    "People"
+                </button>
+            </div>
+            <Show when=move || tab.get() == Tab::Chats fallback=People>
+                <Conversations />
+            </Show>
+        </aside>
+    }
+}
+
+#[component]
+fn Conversations() -> impl IntoView {
+    let app = use_app();
+    let open_id = move || app.peer.with(|p| p.as_ref().map(|p| p.id.clone()));
+    view! {
+        <Show
+            when=move || app.conversations.with(|c| !c.is_empty())
+            fallback=|| {
+                view! {
+                    <p class="empty small">
+                        "No conversations yet. Find someone under People to start one."
+                    </p>
+                }
+            }
+        >
+            <ul class="list" id="conversations">
+                <For
+                    each=move || app.conversations.get()
+                    key=|c| {
+                        (
+                            c.peer.as_ref().map(|p| p.id.clone()),
+                            c.unread_count,
+                            c.message_count,
+                            c.last_message.as_ref().map(|m| m.id.clone()),
+                        )
+                    }
+                    let:c
+                >
+                    {
+                        let peer = c.peer.clone().unwrap_or_default();
+                        let peer_id = peer.id.clone();
+                        let last = c.last_message.clone().unwrap_or_default();
+                        let mine = last.sender.as_ref().is_some_and(|s| s.id == app.my_id());
+                        let preview = if mine { format!("You: {}", last.body) } else { last.body.clone() };
+                        let unread = c.unread_count;
+                        let name = peer.username.clone();
+                        view! {
+                            <li
+                                class="conversation"
+                                class:active=move || open_id().as_deref() == Some(peer_id.as_str())
+                                data-peer=name.clone()
+                            >
+                                <button on:click=move |_| app.open_conversation(peer.clone())>
+                                    <span class="avatar" aria-hidden="true">{initial(&name)}</span>
+                                    <span class="row-main">
+                                        <span class="row-title">
+                                            {name.clone()}
+                                            {c.peer.as_ref().is_some_and(|p| p.deleted).then(|| view! { <span class="tag">"deleted"</span> })}
+                                        </span>
+                                        <span class="row-sub">{preview}</span>
+                                    </span>
+                                    <span class="row-meta">
+                                        <time>{clock(last.sent_at_ms)}</time>
+                                        {(unread > 0).then(|| view! {
+                                            <span class="badge" aria-label=format!("{unread} unread")>{unread}</span>
+                                        })}
+                                    </span>
+                                </button>
+                            </li>
+                        }
+                    }
+                </For>
+            </ul>
+        </Show>
+        <Show when=move || app.conversations_cursor.with(|c| !c.is_empty())>
+            <button
+                class="link more"
+                on:click=move |_| spawn_local(async move { app.more_conversations().await })
+            >
+                "Show more conversations"
+            </button>
+        </Show>
+    }
+}
+
+#[component]
+fn People() -> impl IntoView {
+    let app = use_app();
+    let pattern = RwSignal::new(String::new());
+    let accounts = RwSignal::new(Vec::<proto::Account>::new());
+    let cursor = RwSignal::new(String::new());
+    let searched = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+
+    // Plain text means "starting with"; `*` and `?` are wildcards.
+    let search = move |more: bool| {
+        let typed = pattern.get_untracked().trim().to_string();
+        let wanted = if more {
+            searched.get_untracked()
+        } else if typed.is_empty() || typed.contains(['*', '?']) {
+            typed
+        } else {
+            format!("{typed}*")
+        };
+        if let Err(e) = validate::pattern(&wanted) {
+            error.set(Some(sentence(&e.to_string())));
+            return;
+        }
+        error.set(None);
+        busy.set(true);
+        let after = if more {
+            cursor.get_untracked()
+        } else {
+            String::new()
+        };
+        spawn_local(async move {
+            let result = app
+                .client()
+                .list_accounts(&wanted, ACCOUNTS_PAGE, &after)
+                .await;
+            busy.set(false);
+            match result {
+                Ok(page) => {
+                    if more {
+                        accounts.update(|a| a.extend(page.accounts));
+                    } else {
+                        accounts.set(page.accounts);
+                    }
+                    cursor.set(page.next_cursor);
+                    searched.set(wanted);
+                }
+                Err(e) => error.set(Some(app.explain(&e))),
+            }
+        });
+    };
+    search(false);
+    let me = app.my_id();
+    view! {
+        <form
+            class="search"
+            role="search"
+            on:submit=move |ev: SubmitEvent| {
+                ev.prevent_default();
+                search(false);
+            }
+        >
+            <label for="people-search" class="sr-only">"Search people"</label>
+            <input
+                id="people-search"
+                type="search"
+                placeholder="Search people: ann, an*, ?ob"
+                autocapitalize="none"
+                spellcheck="false"
+                bind:value=pattern
+            />
+            <button type="submit" id="people-search-btn" class="primary">"Search"</button>
+        </form>
+        {move || error.get().map(|e| view! { <p class="error small" role="alert">{e}</p> })}
+        <ul class="list" id="accounts" aria-busy=move || busy.get().to_string()>
+            <For each=move || accounts.get() key=|a| a.id.clone() let:a>
+                {
+                    let is_me = a.id == me;
+                    let name = a.username.clone();
+                    view! {
+                        <li class="account" data-username=name.clone()>
+                            <button disabled=is_me on:click=move |_| app.open_conversation(a.clone())>
+                                <span class="avatar" aria-hidden="true">{initial(&name)}</span>
+                                <span class="row-main">
+                                    <span class="row-title">{name.clone()}</span>
+                                    <span class="row-sub">
+                                        {if is_me { "This is you" } else { "Send a message" }}
+                                    </span>
+                                </span>
+                            </button>
+                        </li>
+                    }
+                }
+            </For>
+        </ul>
+        <Show when=move || !busy.get() && accounts.with(Vec::is_empty) && error.with(Option::is_none)>
+            <p class="empty small">"Nobody matches that search."</p>
+        </Show>
+        <Show when=move || cursor.with(|c| !c.is_empty())>
+            <button class="link more" id="accounts-more" on:click=move |_| search(true)>
+                "Show more people"
+            </button>
+        </Show>
+    }
+}
+
+// --- The open conversation -----------------------------------------------
+
+#[component]
+fn ConversationPane() -> impl IntoView {
+    let app = use_app();
+    view! {
+        <section class="pane" aria-label="Conversation">
+            <Show
+                when=move || app.peer.with(Option::is_some)
+                fallback=|| {
+                    view! {
+                        <div class="empty big">
+                            <span class="logo big" aria-hidden="true">"✦"</span>
+                            <p>"Pick a conversation, or find someone under People."</p>
+                        </div>
+                    }
+                }
+            >
+                <ConversationView />
+            </Show>
+        </section>
+    }
+}
+
+#[component]
+fn ConversationView() -> impl IntoView {
+    let app = use_app();
+    let selecting = RwSignal::new(false);
+    let selected = RwSignal::new(Vec::<String>::new());
+    let confirming = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let scroller = NodeRef::<leptos::html::Div>::new();
+
+    let peer = move || app.peer.get().unwrap_or_default();
+    // Leaving the conversation drops the selection.
+    Effect::new(move |_| {
+        app.peer.track();
+        selecting.set(false);
+        selected.set(Vec::new());
+        confirming.set(false);
+    });
+    // Follow the newest message: only when it changes, not when older
+    // ones are loaded above.
+    let newest = Memo::new(move |_| {
+        (
+            app.messages.with(|m| m.last().map(|m| m.id.clone())),
+            app.pending.with(Vec::len),
+        )
+    });
+    Effect::new(move |_| {
+        newest.track();
+        if let Some(el) = scroller.get() {
+            el.set_scroll_top(el.scroll_height());
+        }
+    });
+    // Loading older messages keeps the view where it was.
+    let load_older = move |_| {
+        let from_bottom = scroller
+            .get_untracked()
+            .map(|el| el.scroll_height() - el.scroll_top());
+        spawn_local(async move {
+            app.load_history(true).await;
+            request_animation_frame(move || {
+                if let (Some(el), Some(from_bottom)) = (scroller.get_untracked(), from_bottom) {
+                    el.set_scroll_top(el.scroll_height() - from_bottom);
+                }
+            });
+        });
+    };
+
+    let delete = move |_| {
+        let ids = selected.get_untracked();
+        if ids.is_empty() {
+            return;
+        }
+        spawn_local(async move {
+            match app.delete_messages(ids).await {
+                Ok(()) => {
+                    error.set(None);
+                    selected.set(Vec::new());
+                    selecting.set(false);
+                }
+                Err(e) => error.set(Some(e)),
+            }
+            confirming.set(false);
+        });
+    };
+    let me = app.my_id();
+
+    view! {
+        <header class="pane-header">
+            <span class="avatar" aria-hidden="true">{move || initial(&peer().username)}</span>
+            <div class="pane-title">
+                <h2 id="peer-name">{move || peer().username}</h2>
+                <span class="muted small">
+                    {move || if peer().deleted { "This account has been deleted" } else { "Direct message" }}
+                </span>
+            </div>
+            <div class="spacer"></div>
+            <Show when=move || selecting.get()>
+                <Show
+                    when=move || confirming.get()
+                    fallback=move || {
+                        view! {
+                            <button
+                                id="delete-selected"
+                                class="danger"
+                                disabled=move || selected.with(Vec::is_empty)
+                                on:click=move |_| confirming.set(true)
+                            >
+                                {move || format!("Delete ({})", selected.with(Vec::len))}
+                            </button>
+                        }
+                    }
+                >
+                    <span class="confirm-text">"Delete for both of you?"</span>
+                    <button id="confirm-delete" class="danger" on:click=delete>
+                        "Delete"
+                    </button>
+                    <button class="ghost" on:click=move |_| confirming.set(false)>
+                        "Keep"
+                    </button>
+                </Show>
+            </Show>
+            <button
+                id="select-mode"
+                class="ghost"
+                aria-pressed=move || selecting.get().to_string()
+                on:click=move |_| {
+                    selecting.update(|s| *s = !*s);
+                    selected.set(Vec::new());
+                    confirming.set(false);
+                }
+            >
+                {move || if selecting.get() { "Cancel" } else { "Select" }}
+            </button>
+        </header>
+        {move || error.get().map(|e| view! { <p class="error banner" role="alert">{e}</p> })}
+        <div class="messages" id="messages" node_ref=scroller>
+            <Show when=move || app.history_cursor.with(|c| !c.is_empty())>
+                <button
+                    id="load-older"
+                    class="link older"
+                    on:click=load_older
+                >
+                    "Load older messages"
+                </button>
+            </Show>
+            <Show when=move || app.messages.with(Vec::is_empty) && app.pending.with(Vec::is_empty)>
+                <p class="empty small">"No messages yet. Say hello!"</p>
+            </Show>
+            <ul class="thread">
+                <For each=move || app.messages.get() key=|m| (m.id.clone(), m.read) let:m>
+                    {
+                        let mine = m.sender.as_ref().is_some_and(|s| s.id == me);
+                        let id = m.id.clone();
+                        let toggle_id = id.clone();
+                        let checked_id = id.clone();
+                        let is_selected = Signal::derive(move || selected.with(|s| s.contains(&checked_id)));
+                        let status = if !mine { "" } else if m.read { "Read" } else { "Sent" };
+                        view! {
+                            <li class="msg" class:mine=mine class:selected=is_selected data-id=id>
+                                <Show when=move || selecting.get()>
+                                    <input
+                                        type="checkbox"
+                                        class="select-msg"
+                                        aria-label="Select message"
+                                        prop:checked=is_selected
+                                        on:change={
+                                            let toggle_id = toggle_id.clone();
+                                            move |_| {
+                                                let id = toggle_id.clone();
+                                                selected.update(|s| {
+                                                    if let Some(i) = s.iter().position(|x| *x == id) {
+                                                        s.remove(i);
+                                                    } else {
+                                                        s.push(id);
+                                                    }
+                                                });
+                                            }
+                                        }
+                                    />
+                                </Show>
+                                <div class="bubble">
+                                    <p class="body">{m.body.clone()}</p>
+                                    <span class="meta">
+                                        <time>{clock(m.sent_at_ms)}</time>
+                                        {(!status.is_empty()).then(|| view! { <span class="status">{status}</span> })}
+                                    </span>
+                                </div>
+                            </li>
+                        }
+                    }
+                </For>
+                <For each=move || app.pending.get() key=|p| p.key let:p>
+                    <li class="msg mine pending">
+                        <div class="bubble">
+                            <p class="body">{p.body}</p>
+                            <span class="meta">
+                                <span class="status">"Sending…"</span>
+                            </span>
+                        </div>
+                    </li>
+                </For>
+            </ul>
+        </div>
+        <Composer />
+    }
+}
+
+#[component]
+fn Composer() -> impl IntoView {
+    let app = use_app();
+    let draft = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    // A new conversation starts with an empty box.
+    Effect::new(move |_| {
+        app.peer.track();
+        draft.set(String::new());
+        error.set(None);
+    });
+    let send = move || {
+        let body = draft.get_untracked();
+        if body.trim().is_empty() {
+            return;
+        }
+        if let Err(e) = validate::message_body(&body) {
+            error.set(Some(sentence(&e.to_string())));
+            return;
+        }
+        error.set(None);
+        draft.set(String::new());
+        spawn_local(async move {
+            if let Err(e) = app.send(body.clone()).await {
+                error.set(Some(e));
+                if draft.get_untracked().is_empty() {
+                    draft.set(body);
+                }
+            }
+        });
+    };
+    let bytes = move || draft.with(String::len);
+    let disabled = move || app.peer.with(|p| p.as_ref().is_some_and(|p| p.deleted));
+    view! {
+        <form
+            class="composer"
+            on:submit=move |ev: SubmitEvent| {
+                ev.prevent_default();
+                send();
+            }
+        >
+            <label for="composer" class="sr-only">"Message"</label>
+            <textarea
+                id="composer"
+                rows="2"
+                placeholder=move || {
+                    if disabled() {
+                        "This account has been deleted"
+                    } else {
+                        "Write a message — Enter to send, Shift+Enter for a new line"
+                    }
+                }
+                disabled=disabled
+                bind:value=draft
+                on:keydown=move |ev: KeyboardEvent| {
+                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        ev.prevent_default();
+                        send();
+                    }
+                }
+            ></textarea>
+            <button
+                type="submit"
+                id="send"
+                class="primary"
+                disabled=move || disabled() || draft.with(|d| d.trim().is_empty())
+            >
+                "Send"
+            </button>
+        </form>
+        <div class="composer-foot">
+            {move || error.get().map(|e| view! { <p class="error small" id="send-error" role="alert">{e}</p> })}
+            <Show when=move || { bytes() > chat_shared::limits::MESSAGE_MAX_BYTES * 3 / 4 }>
+                <span
+                    class="counter"
+                    class:over=move || { bytes() > chat_shared::limits::MESSAGE_MAX_BYTES }
+                >
+                    {move || format!("{} / {}", bytes(), chat_shared::limits::MESSAGE_MAX_BYTES)}
+                </span>
+            </Show>
+        </div>
+    }
+}
+
+// --- Dialogs ---------------------------------------------------------------
+
+/// A modal: closes on Escape and on a click outside it.
+#[component]
+fn Modal(id: &'static str, title: &'static str, children: Children) -> impl IntoView {
+    let app = use_app();
+    let title_id = format!("{id}-title");
+    let labelled_by = title_id.clone();
+    view! {
+        <div class="backdrop" on:click=move |_| app.dialog.set(None)>
+            <div
+                class="modal"
+                id=id
+                role="dialog"
+                aria-modal="true"
+                aria-labelledby=labelled_by
+                on:click=|ev| ev.stop_propagation()
+                on:keydown=move |ev: KeyboardEvent| {
+                    if ev.key() == "Escape" {
+                        app.dialog.set(None);
+                    }
+                }
+            >
+                <h2 id=title_id>{title}</h2>
+                {children()}
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn ServersPanel() -> impl IntoView {
+    let app = use_app();
+    // url -> None while checking, Some(None) down, Some(Some(ms)) up.
+    let probes = RwSignal::new(HashMap::<String, Option<Option<u32>>>::new());
+    let error = RwSignal::new(None::<String>);
+    let open = Arc::new(AtomicBool::new(true));
+    let alive = Arc::clone(&open);
+    on_cleanup(move || open.store(false, Ordering::Relaxed));
+    spawn_local(async move {
+        while alive.load(Ordering::Relaxed) {
+            let urls: Vec<String> = app
+                .servers
+                .get_untracked()
+                .into_iter()
+                .map(|s| s.url)
+                .collect();
+            for url in urls {
+                let result = net::probe(&url).await;
+                if !alive.load(Ordering::Relaxed) {
+                    return;
+                }
+                probes.update(|p| {
+                    p.insert(url, Some(result));
+                });
+            }
+            gloo_timers::future::TimeoutFuture::new(2000).await;
+        }
+    });
+    let in_use = move || match app.connection.get() {
+        Connection::Connected(s) => s.id,
+        _ => 0,
+    };
+    view! {
+        <Modal id="servers-panel" title="Servers">
+            <p class="muted">
+                "Every replica holds every conversation. The app talks to one at a time and moves to the next by itself when it stops answering; you can also pick one here."
+            </p>
+            <ul class="servers">
+                <For
+                    each=move || app.servers.get()
+                    key=|s| (s.id, s.url.clone())
+                    let:s
+                >
+                    {
+                        let url = s.url.clone();
+                        let probe_url = s.url.clone();
+                        let id = s.id;
+                        let probe = move || probes.with(|p| p.get(&probe_url).cloned().flatten());
+                        let state = Signal::derive(move || match probe() {
+                            None => ("checking", "Checking…".to_string()),
+                            Some(Some(ms)) => ("up", format!("Up · {ms} ms")),
+                            Some(None) => ("down", "Down".to_string()),
+                        });
+                        view! {
+                            <li class="server" data-id=id.to_string() data-state=move || state.get().0>
+                                <span class=move || format!("dot {}", state.get().0) aria-hidden="true"></span>
+                                <span class="row-main">
+                                    <span class="row-title">{capitalize(&s.name())}</span>
+                                    <span class="row-sub url">{s.url.clone()}</span>
+                                </span>
+                                <span class="server-state">{move || state.get().1}</span>
+                                <Show
+                                    when=move || in_use() == id
+                                    fallback={
+                                        let url = url.clone();
+                                        move || {
+                                            let url = url.clone();
+                                            view! {
+                                                <button
+                                                    class="use-server"
+                                                    disabled=move || state.get().0 == "down"
+                                                    on:click=move |_| {
+                                                        let url = url.clone();
+                                                        spawn_local(async move {
+                                                            error.set(app.switch_server(url).await.err());
+                                                        });
+                                                    }
+                                                >
+                                                    "Use"
+                                                </button>
+                                            }
+                                        }
+                                    }
+                                >
+                                    <span class="pill">"In use"</span>
+                                </Show>
+                            </li>
+                        }
+                    }
+                </For>
+            </ul>
+            {move || error.get().map(|e| view! { <p class="error small" role="alert">{e}</p> })}
+            <div class="actions">
+                <button class="primary" id="servers-close" on:click=move |_| app.dialog.set(None)>
+                    "Close"
+                </button>
+            </div>
+        </Modal>
+    }
+}
+
+#[component]
+fn DeleteAccountDialog() -> impl IntoView {
+    let app = use_app();
+    let password = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let pass = password.get_untracked();
+        if pass.is_empty() {
+            error.set(Some("Enter your password to confirm.".into()));
+            return;
+        }
+        busy.set(true);
+        spawn_local(async move {
+            let result = app.delete_account(pass).await;
+            // On success the dialog is gone with the session.
+            if let Err(e) = result {
+                busy.set(false);
+                error.set(Some(e));
+            }
+        });
+    };
+    view! {
+        <Modal id="delete-dialog" title="Delete your account?">
+            <p>
+                "This cannot be undone. Your username is retired for good and every session of this account ends. Messages you sent stay with the people you sent them to."
+            </p>
+            <form on:submit=submit novalidate>
+                <label for="delete-password">"Type your password to confirm"</label>
+                <input
+                    id="delete-password"
+                    type="password"
+                    autocomplete="current-password"
+                    bind:value=password
+                />
+                {move || error.get().map(|e| view! { <p class="error" id="delete-error" role="alert">{e}</p> })}
+                <div class="actions">
+                    <button type="button" class="ghost" on:click=move |_| app.dialog.set(None)>
+                        "Cancel"
+                    </button>
+                    <button type="submit" id="confirm-delete-account" class="danger" disabled=busy>
+                        "Delete my account"
+                    </button>
+                </div>
+            </form>
+        </Modal>
+    }
+}
+
+// --- Helpers -----------------------------------------------------------------
+
+fn initial(name: &str) -> String {
+    name.chars()
+        .next()
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_default()
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// "14:05" today, "3 Mar 14:05" before.
+fn clock(ms: i64) -> String {
+    if ms <= 0 {
+        return String::new();
+    }
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let at = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+    let now = js_sys::Date::new_0();
+    let time = format!("{:02}:{:02}", at.get_hours(), at.get_minutes());
+    if at.to_date_string() == now.to_date_string() {
+        time
+    } else {
+        format!(
+            "{} {} {time}",
+            at.get_date(),
+            MONTHS[at.get_month() as usize % 12]
+        )
+    }
+}
