@@ -160,9 +160,19 @@ impl Writer {
     /// Applies entries from a peer (each origin's in sequence order) and
     /// commits them durably. Entries already held are skipped.
     pub async fn apply_remote(&self, entries: Vec<Entry>) -> Result<RemoteOutcome, WriteError> {
+        self.queue_remote(entries).await?.await
+    }
+
+    /// Queues entries from a peer and returns at once with a future of the
+    /// outcome, so that a large sync can decode its next chunk while the
+    /// writer applies this one. Queued jobs are applied in queue order.
+    pub async fn queue_remote(
+        &self,
+        entries: Vec<Entry>,
+    ) -> Result<impl Future<Output = Result<RemoteOutcome, WriteError>> + use<>, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.send(Job::Remote { entries, reply }).await?;
-        rx.await.map_err(|_| stopped())?
+        Ok(async move { rx.await.map_err(|_| stopped())? })
     }
 
     /// The per-origin cutoffs as of the last commit.

@@ -11,9 +11,9 @@ use crate::state::StorageError;
 use crate::storage::{Cutoffs, Store};
 
 /// Most entries in one chunk.
-pub const CHUNK_ENTRIES: usize = 2000;
+pub const CHUNK_ENTRIES: usize = 4000;
 /// Most encoded bytes in one chunk (a chunk may exceed it by one entry).
-pub const CHUNK_BYTES: usize = 2 * 1024 * 1024;
+pub const CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// Reads, on a blocking thread, the entries past `have` up to `upto`, origin
 /// by origin in sequence order, and sends them in chunks. The receiver ends

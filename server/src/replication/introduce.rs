@@ -32,6 +32,9 @@ use crate::proto::replication::{
     EntryChunk, IntroduceRequest, PushRequest, ReplicaInfo, introduce_response,
 };
 
+/// Backlog chunks handed to the writer before waiting for the oldest.
+pub const MAX_CHUNKS_IN_FLIGHT: usize = 2;
+
 /// Longest wait for the next backlog chunk before the peer counts as hung.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -147,6 +150,9 @@ async fn sync(
     responder_cutoffs: &[crate::proto::replication::Cutoff],
 ) -> Result<u64, IntroError> {
     let mut received = 0usize;
+    // Chunks queued at the writer and not yet applied: decoding the next
+    // chunk overlaps with applying this one.
+    let mut in_flight = std::collections::VecDeque::new();
     loop {
         let next = tokio::time::timeout(CHUNK_TIMEOUT, stream.message())
             .await
@@ -158,9 +164,16 @@ async fn sync(
         };
         let entries = decode_chunk(chunk)?;
         received += entries.len();
-        cluster
-            .writer
-            .apply_remote(entries)
+        let applied = cluster.writer.queue_remote(entries).await;
+        in_flight.push_back(applied.map_err(|e| IntroError::Apply(e.to_string()))?);
+        if in_flight.len() > MAX_CHUNKS_IN_FLIGHT
+            && let Some(oldest) = in_flight.pop_front()
+        {
+            oldest.await.map_err(|e| IntroError::Apply(e.to_string()))?;
+        }
+    }
+    for applied in in_flight {
+        applied
             .await
             .map_err(|e| IntroError::Apply(e.to_string()))?;
     }

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::backlog;
 use super::cluster::{Cluster, LinkState};
-use super::introduce::decode_chunk;
+use super::introduce::{MAX_CHUNKS_IN_FLIGHT, decode_chunk};
 use crate::entry::Entry;
 use crate::proto::replication::replication_server::Replication;
 use crate::proto::replication::{
@@ -118,20 +118,26 @@ impl Replication for ReplicationService {
             .ok_or_else(|| Status::failed_precondition("introduce yourself before pushing"))?;
         let theirs = backlog::from_proto(&first.cutoffs);
         let mut next = first.chunk;
+        let mut in_flight = std::collections::VecDeque::new();
         loop {
             if let Some(chunk) = next.take() {
                 let entries =
                     decode_chunk(chunk).map_err(|e| Status::invalid_argument(e.to_string()))?;
-                self.cluster
-                    .writer
-                    .apply_remote(entries)
-                    .await
-                    .map_err(write_status)?;
+                let queued = self.cluster.writer.queue_remote(entries).await;
+                in_flight.push_back(queued.map_err(write_status)?);
+                if in_flight.len() > MAX_CHUNKS_IN_FLIGHT
+                    && let Some(oldest) = in_flight.pop_front()
+                {
+                    oldest.await.map_err(write_status)?;
+                }
             }
             match stream.message().await? {
                 Some(msg) => next = msg.chunk,
                 None => break,
             }
+        }
+        for applied in in_flight {
+            applied.await.map_err(write_status)?;
         }
         link.set_live(theirs.get(&self.cluster.me.id).copied().unwrap_or(0));
         tracing::info!(peer = from.id, "introduction complete; link live");
