@@ -26,7 +26,7 @@ use crate::proto::replication::ReplicaInfo;
 use crate::proto::replication::replication_server::ReplicationServer;
 use crate::replication::auth::{AddPeerKey, RequirePeerKey};
 use crate::replication::client::{Dialer, MAX_MESSAGE_BYTES};
-use crate::replication::{Cluster, ReplicationService, Settings, relay};
+use crate::replication::{self, Cluster, ReplicationService, Settings, relay};
 use crate::state::StorageError;
 use crate::storage::Store;
 use crate::writer::Writer;
@@ -68,13 +68,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let identity = load_identity(&store, args.id, &data_dir)?;
     tracing::info!(id = identity.id, instance = %identity.instance, data_dir = %data_dir.display(), "opened store");
 
-    let events = EventHub::default();
-    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-    let writer = Writer::start(store.clone(), args.id, events.clone(), acks_tx)?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tls = tls_config(&args)?;
-
-    // Replication first: peers must be able to reach us while we sync.
     let me = ReplicaInfo {
         id: args.id,
         instance: identity.instance.clone(),
@@ -90,6 +84,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         tls_ca: tls_ca(&args)?,
         dead_after: settings.relay_timeout,
     };
+    // A brand-new replica joining a cluster starts from a copy of a peer's
+    // data (before anything else touches the store), then syncs the rest.
+    replication::snapshot::bootstrap(&store, &dialer, &me, &args.join).await?;
+
+    let events = EventHub::default();
+    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    let writer = Writer::start(store.clone(), args.id, events.clone(), acks_tx)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    // Replication first: peers must be able to reach us while we sync.
     let cluster = Cluster::new(me, store.clone(), writer.clone(), settings, dialer)
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let replication_listener = bind(args.replication_addr).await?;

@@ -154,23 +154,7 @@ impl Store {
     /// The highest sequence number held from every origin (derived from the
     /// log itself: the last key of each origin's range).
     pub fn cutoffs(&self) -> Result<Cutoffs, StorageError> {
-        let mut out = Cutoffs::new();
-        let mut from = log_key(0, 0);
-        while let Some(first) = self.log.range(from..).next() {
-            let (origin, _) = parse_log_key(&first.key().map_err(io)?)?;
-            let last = self
-                .log
-                .range(log_key(origin, 0)..=log_key(origin, u64::MAX))
-                .next_back()
-                .ok_or_else(|| StorageError::Corrupt("origin range vanished".into()))?;
-            let (_, seq) = parse_log_key(&last.key().map_err(io)?)?;
-            out.insert(origin, seq);
-            match origin.checked_add(1) {
-                Some(next) => from = log_key(next, 0),
-                None => break,
-            }
-        }
-        Ok(out)
+        cutoffs_in(&self.db.snapshot(), &self.log)
     }
 
     /// The newest HLC timestamp in the log (each origin's last entry holds
@@ -242,6 +226,117 @@ impl Store {
             out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
         }
         Ok(out)
+    }
+}
+
+/// The cutoffs of the log as `snapshot` sees it: for each origin, the last
+/// key of its range (one seek to find each origin, one to find its last).
+fn cutoffs_in(snapshot: &Snapshot, log: &Keyspace) -> Result<Cutoffs, StorageError> {
+    let mut out = Cutoffs::new();
+    let mut from = log_key(0, 0);
+    while let Some(first) = snapshot.range(log, from..).next() {
+        let (origin, _) = parse_log_key(&first.key().map_err(io)?)?;
+        let last = snapshot
+            .range(log, log_key(origin, 0)..=log_key(origin, u64::MAX))
+            .next_back()
+            .ok_or_else(|| StorageError::Corrupt("origin range vanished".into()))?;
+        let (_, seq) = parse_log_key(&last.key().map_err(io)?)?;
+        out.insert(origin, seq);
+        match origin.checked_add(1) {
+            Some(next) => from = log_key(next, 0),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The two keyspaces a replica's chat data lives in (its identity and peers,
+/// in `meta`, are its own and never copied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Log,
+    State,
+}
+
+impl Store {
+    /// Whether the store holds no log and no state (a brand-new replica).
+    pub fn is_empty(&self) -> Result<bool, StorageError> {
+        Ok(self.log.is_empty().map_err(io)? && self.state.is_empty().map_err(io)?)
+    }
+
+    /// A consistent copy of the log and the state, as of now.
+    pub fn export(&self) -> Export {
+        Export {
+            snapshot: self.db.snapshot(),
+            log: self.log.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// Bulk-loads one part of an exported copy, in ascending key order,
+    /// straight into tables (no journal, no memtable). Only for an empty
+    /// store that nothing else writes to; call [`Store::persist`] after.
+    /// Keys out of order (they come from the network) are refused rather
+    /// than left to the engine, which would panic. Returns the pairs written.
+    pub fn import(
+        &self,
+        part: Part,
+        pairs: impl IntoIterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>>,
+    ) -> Result<u64, StorageError> {
+        let ks = match part {
+            Part::Log => &self.log,
+            Part::State => &self.state,
+        };
+        let mut ingestion = ks.start_ingestion().map_err(io)?;
+        let mut last: Option<Vec<u8>> = None;
+        let mut n = 0;
+        for pair in pairs {
+            let (key, value) = pair?;
+            if last.as_ref().is_some_and(|last| key <= *last) {
+                return Err(StorageError::Corrupt("snapshot keys out of order".into()));
+            }
+            last = Some(key.clone());
+            ingestion.write(key, value).map_err(io)?;
+            n += 1;
+        }
+        ingestion.finish().map_err(io)?;
+        Ok(n)
+    }
+
+    /// Empties the log and the state (after a failed import).
+    pub fn clear_data(&self) -> Result<(), StorageError> {
+        self.log.clear().map_err(io)?;
+        self.state.clear().map_err(io)
+    }
+}
+
+/// A consistent, read-only copy of a store's log and state.
+pub struct Export {
+    snapshot: Snapshot,
+    log: Keyspace,
+    state: Keyspace,
+}
+
+impl Export {
+    /// The cutoffs the copy corresponds to.
+    pub fn cutoffs(&self) -> Result<Cutoffs, StorageError> {
+        cutoffs_in(&self.snapshot, &self.log)
+    }
+
+    /// Every pair of one part, in ascending key order.
+    pub fn pairs(
+        &self,
+        part: Part,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>> + '_ {
+        let ks = match part {
+            Part::Log => &self.log,
+            Part::State => &self.state,
+        };
+        self.snapshot.iter(ks).map(|g| {
+            g.into_inner()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(io)
+        })
     }
 }
 

@@ -382,7 +382,7 @@ impl TestCluster {
     }
 
     /// Starts every replica (all at once, as an operator would) and waits
-    /// until each serves clients.
+    /// until each serves clients and all see each other live.
     pub async fn start(name: &str, n: u32) -> Self {
         let mut c = Self::new(name, n);
         for r in &mut c.replicas {
@@ -391,6 +391,7 @@ impl TestCluster {
         for r in &mut c.replicas {
             r.wait_ready(Duration::from_secs(30)).await;
         }
+        c.converge(Duration::from_secs(30)).await;
         c
     }
 

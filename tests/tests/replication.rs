@@ -249,7 +249,10 @@ async fn a_relay_from_a_peer_considered_dead_is_told_to_resync() {
     let mut c1 = cluster.r(1).client().await;
     register(&mut c1, "ann", "ann-password").await;
     let s1 = cluster.status(1).await.unwrap();
-    assert!(!s1.peers[0].live);
+    assert!(
+        !s1.peers[0].live,
+        "replica 1 still sees replica 2 live: {s1:?}"
+    );
     // Now "replica 2" relays its next entry: refused with resync.
     let entry = chat_tests::chat_server::entry::Entry {
         origin: 2,
@@ -291,6 +294,12 @@ async fn a_fourth_replica_joins_with_full_history() {
     eprintln!("replica 4 joined and converged in {took:?}");
     let h = history(cluster.r(4), &ann.token, &id(&bob)).await;
     assert_eq!(h.len(), acked.len());
+    // Being empty, it started from a copy of a peer's data.
+    assert!(
+        cluster.r(4).log_tail().contains("installed a snapshot"),
+        "{}",
+        cluster.r(4).log_tail()
+    );
     // It is part of everyone's network, and writes through it replicate.
     for r in 1..=3 {
         let list = cluster

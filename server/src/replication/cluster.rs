@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use chat_shared::proto::Server;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::client::{Dialer, PeerClient};
 use super::introduce::{IntroError, introduce};
@@ -71,6 +71,7 @@ pub struct Link {
     info: Mutex<ReplicaInfo>,
     status: Mutex<LinkStatus>,
     queue: mpsc::UnboundedSender<RelayItem>,
+    changed: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,7 +98,14 @@ impl Link {
             tracing::info!(peer = self.id, from = ?s.state, to = ?state, "link state");
             s.state = state;
             s.since = Instant::now();
+            self.changed.notify_waiters();
         }
+    }
+
+    /// Resolves at the next change of state (create it before checking the
+    /// state, so no change falls in between).
+    pub fn state_changed(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.changed.notified()
     }
 
     /// Marks the link live, knowing the peer holds this replica's log up to
@@ -265,6 +273,7 @@ impl Cluster {
                 peer_has: 0,
             }),
             queue: tx,
+            changed: Notify::new(),
         });
         links.insert(link.id, link.clone());
         tokio::spawn(link::run(self.clone(), link.clone(), rx));

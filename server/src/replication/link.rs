@@ -43,9 +43,12 @@ pub async fn run(
     loop {
         match link.state() {
             LinkState::Dead => {
-                fail_all(&mut pending);
-                while let Ok(item) = queue.try_recv() {
-                    let _ = item.done.send(false);
+                // Nobody waits on a dead peer: fail what is queued -- unless
+                // the peer came back meanwhile (its own introduction can make
+                // the link live at any moment), in which case the batches
+                // are relayed as usual.
+                if !fail_while_dead(&link, &mut pending, &mut queue) {
+                    continue;
                 }
                 let addr = link.info().replication_addr;
                 match introduce(&cluster, &addr, Some(link.id)).await {
@@ -58,15 +61,20 @@ pub async fn run(
                     }
                     Err(e) => tracing::debug!(peer = link.id, error = %e, "introduction failed"),
                 }
-                // Fail batches that arrive meanwhile at once: nobody waits on
-                // a dead peer.
                 let sleep = tokio::time::sleep(retry);
                 tokio::pin!(sleep);
                 loop {
+                    let changed = link.state_changed();
                     tokio::select! {
                         _ = &mut sleep => break,
+                        _ = changed => break,
                         item = queue.recv() => match item {
-                            Some(item) => { let _ = item.done.send(false); }
+                            Some(item) => {
+                                pending.push_back(item);
+                                if !fail_while_dead(&link, &mut pending, &mut queue) {
+                                    break;
+                                }
+                            }
                             None => return,
                         },
                     }
@@ -147,6 +155,23 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Fails every pending and queued batch if the link is (still) dead;
+/// returns false, failing nothing, if it is not.
+fn fail_while_dead(
+    link: &Link,
+    pending: &mut VecDeque<RelayItem>,
+    queue: &mut mpsc::UnboundedReceiver<RelayItem>,
+) -> bool {
+    while let Ok(item) = queue.try_recv() {
+        pending.push_back(item);
+    }
+    if link.state() != LinkState::Dead {
+        return false;
+    }
+    fail_all(pending);
+    true
 }
 
 /// Answers the batches the peer now holds.

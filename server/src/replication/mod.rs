@@ -31,6 +31,7 @@ mod introduce;
 mod link;
 pub mod relay;
 pub mod service;
+pub mod snapshot;
 
 pub use cluster::{Cluster, ClusterError, LinkState, Settings};
 pub use service::ReplicationService;

@@ -17,8 +17,8 @@ use crate::entry::Entry;
 use crate::proto::replication::replication_server::Replication;
 use crate::proto::replication::{
     EntryChunk, HeartbeatRequest, HeartbeatResponse, Hello, IntroduceRequest, IntroduceResponse,
-    PeerStatus, PushRequest, PushResponse, RelayRequest, RelayResponse, ReplicaInfo, StatusRequest,
-    StatusResponse, introduce_response,
+    PeerStatus, PushRequest, PushResponse, RelayRequest, RelayResponse, ReplicaInfo, SnapshotChunk,
+    SnapshotRequest, StatusRequest, StatusResponse, introduce_response,
 };
 use crate::writer::WriteError;
 
@@ -48,10 +48,20 @@ fn write_status(e: WriteError) -> Status {
 }
 
 type IntroduceStream = Pin<Box<dyn Stream<Item = Result<IntroduceResponse, Status>> + Send>>;
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Replication for ReplicationService {
     type IntroduceStream = IntroduceStream;
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        request: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        let stream = super::snapshot::serve(&self.cluster, request.into_inner())?;
+        Ok(Response::new(Box::pin(stream)))
+    }
 
     async fn introduce(
         &self,
