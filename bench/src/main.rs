@@ -25,6 +25,9 @@ enum Workload {
     Restart,
     /// Time for an empty replica to catch up with 1 000 000 operations.
     Catchup,
+    /// `ListServers` round trips (no storage, no session): the machine's
+    /// ceiling for gRPC calls, to read the other figures against.
+    Ping,
 }
 
 #[derive(Debug, Parser)]
@@ -76,7 +79,7 @@ async fn main() {
                 }
                 rows
             }
-            Workload::Send | Workload::Live => {
+            Workload::Send | Workload::Live | Workload::Ping => {
                 let target = if args.attach.is_empty() {
                     target::Target::start(args.replicas).await
                 } else {
@@ -90,6 +93,7 @@ async fn main() {
                         Workload::Send => {
                             workloads::send::run(&target, clients, duration, args.seed, &tag).await
                         }
+                        Workload::Ping => workloads::ping::run(&target, clients, duration).await,
                         _ => workloads::live::run(&target, clients, duration, &tag).await,
                     };
                     stats::print_table(std::slice::from_ref(&row));

@@ -3,5 +3,6 @@
 pub mod catchup;
 pub mod history;
 pub mod live;
+pub mod ping;
 pub mod restart;
 pub mod send;
