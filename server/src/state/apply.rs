@@ -39,7 +39,8 @@ use chat_shared::validate::normalize_username;
 use super::keys;
 use super::kv::{KvWrite, StorageError};
 use super::records::{
-    AccountRecord, Conversation, MessageRecord, MessageSlot, PendingMark, decode, encode,
+    AccountRecord, Conversation, MessageMeta, MessageRecord, MessageSlot, PendingMark, decode,
+    encode,
 };
 use crate::entry::{Entry, Op, Stamp};
 use crate::ids::{AccountId, MessageId};
@@ -182,16 +183,21 @@ fn send_message(
     let slot_key = keys::message(id);
     let marks = match get::<MessageSlot>(kv, &slot_key)? {
         Some(MessageSlot::Deleted { .. }) => return Ok(()),
-        Some(MessageSlot::Live(mut rec)) => {
+        Some(MessageSlot::Live(meta)) => {
             // The same message through another entry (a retry that reached
             // another replica): keep the earliest entry's stamp and body.
-            if stamp < rec.stamp {
-                unindex(kv, id, &rec);
-                let from = (rec.stamp.hlc, id);
-                rec.stamp = stamp;
-                rec.body = body.to_owned();
+            if stamp < meta.stamp {
+                unindex(kv, id, &meta);
+                let from = (meta.stamp.hlc, id);
+                let rec = MessageRecord {
+                    sender: meta.sender,
+                    recipient: meta.recipient,
+                    body: body.to_owned(),
+                    stamp,
+                    read: meta.read,
+                };
                 index(kv, id, &rec);
-                kv.put(slot_key, encode(&MessageSlot::Live(rec)));
+                kv.put(slot_key, encode(&MessageSlot::Live(rec.meta())));
                 let to = (stamp.hlc, id);
                 touch_conversation(kv, sender, recipient, 0, 0, Newest::Moved { from, to })?;
             }
@@ -218,7 +224,7 @@ fn send_message(
     index(kv, id, &rec);
     let unread = i64::from(!rec.read);
     add_unread(kv, recipient, unread)?;
-    kv.put(slot_key, encode(&MessageSlot::Live(rec)));
+    kv.put(slot_key, encode(&MessageSlot::Live(rec.meta())));
     let at = (stamp.hlc, id);
     touch_conversation(kv, sender, recipient, 1, unread, Newest::Added(at))?;
     changes.push(Change::MessageStored {
@@ -239,11 +245,16 @@ fn mark_read(
     match get::<MessageSlot>(kv, &slot_key)? {
         None => park(kv, slot_key, Vec::new(), account, true, false),
         Some(MessageSlot::Pending(marks)) => park(kv, slot_key, marks, account, true, false),
-        Some(MessageSlot::Live(mut rec)) if rec.recipient == account && !rec.read => {
-            kv.delete(keys::unread(rec.recipient, rec.stamp.hlc, id));
+        Some(MessageSlot::Live(mut meta)) if meta.recipient == account && !meta.read => {
+            let (sender, recipient) = (meta.sender, meta.recipient);
+            kv.delete(keys::unread(recipient, meta.stamp.hlc, id));
+            let record_key = keys::history(sender, recipient, meta.stamp.hlc, id);
+            let mut rec = get::<MessageRecord>(kv, &record_key)?
+                .ok_or_else(|| StorageError::Corrupt(format!("message {id} has no record")))?;
             rec.read = true;
-            let (sender, recipient) = (rec.sender, rec.recipient);
-            kv.put(slot_key, encode(&MessageSlot::Live(rec)));
+            kv.put(record_key, encode(&rec));
+            meta.read = true;
+            kv.put(slot_key, encode(&MessageSlot::Live(meta)));
             add_unread(kv, recipient, -1)?;
             touch_conversation(kv, sender, recipient, 0, -1, Newest::Same)?;
             changes.push(Change::MessageRead {
@@ -315,20 +326,31 @@ fn park(
     kv.put(slot_key, encode(&MessageSlot::Pending(marks)));
 }
 
+/// Writes a message's record under its history key, and (if unread) its
+/// unread-index key, whose value names the sender so the record can be
+/// found from it.
 fn index(kv: &mut impl KvWrite, id: MessageId, rec: &MessageRecord) {
     kv.put(
         keys::history(rec.sender, rec.recipient, rec.stamp.hlc, id),
-        Vec::new(),
+        encode(rec),
     );
     if !rec.read {
-        kv.put(keys::unread(rec.recipient, rec.stamp.hlc, id), Vec::new());
+        kv.put(
+            keys::unread(rec.recipient, rec.stamp.hlc, id),
+            rec.sender.0.to_vec(),
+        );
     }
 }
 
-fn unindex(kv: &mut impl KvWrite, id: MessageId, rec: &MessageRecord) {
-    kv.delete(keys::history(rec.sender, rec.recipient, rec.stamp.hlc, id));
-    if !rec.read {
-        kv.delete(keys::unread(rec.recipient, rec.stamp.hlc, id));
+fn unindex(kv: &mut impl KvWrite, id: MessageId, meta: &MessageMeta) {
+    kv.delete(keys::history(
+        meta.sender,
+        meta.recipient,
+        meta.stamp.hlc,
+        id,
+    ));
+    if !meta.read {
+        kv.delete(keys::unread(meta.recipient, meta.stamp.hlc, id));
     }
 }
 

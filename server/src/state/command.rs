@@ -123,8 +123,10 @@ pub fn check(
             }
             let message = MessageId::derive(*sender, *recipient, request_id);
             match query::message(kv, message)? {
-                Some(MessageSlot::Live(rec)) if rec.body == *body => Ok(Checked::AlreadyDone),
-                Some(MessageSlot::Live(_)) => Err(CommandError::RequestIdReused),
+                Some(MessageSlot::Live(_)) => match query::live_message(kv, message)? {
+                    Some(rec) if rec.body == *body => Ok(Checked::AlreadyDone),
+                    _ => Err(CommandError::RequestIdReused),
+                },
                 Some(MessageSlot::Deleted { .. }) => Ok(Checked::AlreadyDone),
                 Some(MessageSlot::Pending(_)) | None => Ok(Checked::Apply(Op::SendMessage {
                     message,

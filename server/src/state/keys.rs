@@ -12,10 +12,14 @@
 //! | `n` | normalized username                   | winning account id  |
 //! | `c` | normalized username, 0, account id    | (empty): a claim    |
 //! | `m` | message id                            | `MessageSlot`       |
-//! | `h` | lower id, higher id, hlc, message id  | (empty): history    |
-//! | `u` | recipient id, hlc, message id         | (empty): unread     |
+//! | `h` | lower id, higher id, hlc, message id  | `MessageRecord`     |
+//! | `u` | recipient id, hlc, message id         | sender id: unread   |
 //! | `v` | account id, peer id                   | `Conversation`      |
 //! | `k` | account id                            | unread count (u64)  |
+//!
+//! A message's record (body included) is the value of its history key, so
+//! a history page is one range scan; its slot under `m` keeps only what is
+//! needed to find the record and check permissions.
 //!
 //! Usernames contain no 0 byte (see `chat_shared::validate::username`), so the
 //! claim key is unambiguous.

@@ -135,10 +135,17 @@ pub fn live_message(
     kv: &impl KvRead,
     id: MessageId,
 ) -> Result<Option<MessageRecord>, StorageError> {
-    Ok(match message(kv, id)? {
-        Some(MessageSlot::Live(rec)) => Some(rec),
-        _ => None,
-    })
+    match message(kv, id)? {
+        Some(MessageSlot::Live(meta)) => Ok(Some(record(
+            kv,
+            &keys::history(meta.sender, meta.recipient, meta.stamp.hlc, id),
+        )?)),
+        _ => Ok(None),
+    }
+}
+
+fn record(kv: &impl KvRead, history_key: &[u8]) -> Result<MessageRecord, StorageError> {
+    get(kv, history_key)?.ok_or_else(|| StorageError::Corrupt("message without a record".into()))
 }
 
 pub fn unread_count(kv: &impl KvRead, account: AccountId) -> Result<u64, StorageError> {
@@ -159,11 +166,18 @@ pub fn unread_messages(
     limit: usize,
 ) -> Result<Vec<(MessageId, MessageRecord)>, StorageError> {
     let prefix = keys::unread_prefix(account);
-    messages_by_index(
-        kv,
-        kv.range(&prefix, &keys::prefix_end(&prefix), false),
-        limit,
-    )
+    let mut out = Vec::new();
+    for pair in kv
+        .range(&prefix, &keys::prefix_end(&prefix), false)
+        .take(limit)
+    {
+        let (k, sender) = pair?;
+        let bad = || StorageError::Corrupt("unread index entry".into());
+        let (hlc, id) = keys::trailing_position(&k).ok_or_else(bad)?;
+        let sender = AccountId::from_slice(&sender).ok_or_else(bad)?;
+        out.push((id, record(kv, &keys::history(sender, account, hlc, id))?));
+    }
+    Ok(out)
 }
 
 /// A position in a message index: (hlc, message id).
@@ -186,7 +200,13 @@ pub fn history(
         Some((hlc, id)) => keys::history(a, b, hlc, id),
         None => keys::prefix_end(&prefix),
     };
-    let mut page = messages_by_index(kv, kv.range(&prefix, &end, true), limit + 1)?;
+    let mut page = Vec::with_capacity(limit + 1);
+    for pair in kv.range(&prefix, &end, true).take(limit + 1) {
+        let (k, v) = pair?;
+        let id = keys::trailing_message(&k)
+            .ok_or_else(|| StorageError::Corrupt("short history key".into()))?;
+        page.push((id, decode::<MessageRecord>(&v)?));
+    }
     let next = if page.len() > limit {
         page.truncate(limit);
         page.last().map(|(id, rec)| (rec.stamp.hlc, *id))
@@ -194,23 +214,6 @@ pub fn history(
         None
     };
     Ok((page, next))
-}
-
-fn messages_by_index(
-    kv: &impl KvRead,
-    index: super::kv::KvIter<'_>,
-    limit: usize,
-) -> Result<Vec<(MessageId, MessageRecord)>, StorageError> {
-    let mut out = Vec::new();
-    for pair in index.take(limit) {
-        let (k, _) = pair?;
-        let id = keys::trailing_message(&k)
-            .ok_or_else(|| StorageError::Corrupt("short index key".into()))?;
-        let rec = live_message(kv, id)?
-            .ok_or_else(|| StorageError::Corrupt(format!("index names missing message {id}")))?;
-        out.push((id, rec));
-    }
-    Ok(out)
 }
 
 /// Every conversation of `account`, keyed by peer.

@@ -25,7 +25,9 @@ pub struct AccountRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageSlot {
-    Live(MessageRecord),
+    /// Stored; the record itself (with the body) is the value of its
+    /// history-index key, so a history page is one range scan.
+    Live(MessageMeta),
     /// Deleted for good: the body is gone; the parties stay so that a retried
     /// delete by either of them is recognised as already done.
     Deleted {
@@ -37,6 +39,17 @@ pub enum MessageSlot {
     Pending(Vec<PendingMark>),
 }
 
+/// What the message slot keeps of a stored message: enough to find its
+/// record and to check who may mark or delete it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageMeta {
+    pub sender: AccountId,
+    pub recipient: AccountId,
+    pub stamp: Stamp,
+    pub read: bool,
+}
+
+/// A stored message, the value of its history-index key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRecord {
     pub sender: AccountId,
@@ -52,6 +65,17 @@ pub struct PendingMark {
     pub account: AccountId,
     pub read: bool,
     pub delete: bool,
+}
+
+impl MessageRecord {
+    pub fn meta(&self) -> MessageMeta {
+        MessageMeta {
+            sender: self.sender,
+            recipient: self.recipient,
+            stamp: self.stamp,
+            read: self.read,
+        }
+    }
 }
 
 /// One side of a conversation: what `account` sees of its exchange with

@@ -374,6 +374,10 @@ proptest! {
                 prop_assert_eq!(conv.total, all.len() as u64);
                 let newest = all.first().map(|(id, rec)| (rec.stamp.hlc, *id));
                 prop_assert_eq!(conv.last, newest);
+                // The slot's metadata agrees with the record in the index.
+                for (id, rec) in &all {
+                    prop_assert_eq!(query::message(&a, *id).unwrap(), Some(MessageSlot::Live(rec.meta())));
+                }
             }
         }
     }
