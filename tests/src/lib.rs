@@ -332,6 +332,35 @@ pub async fn register(
         .into_inner()
 }
 
+/// A whole conversation, newest first, read `page_size` messages at a time.
+pub async fn full_history(
+    client: &mut ChatClient<Channel>,
+    token: &str,
+    peer: &str,
+    page_size: u32,
+) -> Result<Vec<proto::Message>, Status> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = client
+            .get_history(authed(
+                token,
+                proto::GetHistoryRequest {
+                    peer_id: peer.to_string(),
+                    page_size,
+                    cursor,
+                },
+            ))
+            .await?
+            .into_inner();
+        out.extend(page.messages);
+        if page.next_cursor.is_empty() {
+            return Ok(out);
+        }
+        cursor = page.next_cursor;
+    }
+}
+
 /// Asserts a call failed with `code`, and returns its message.
 pub fn expect_code<T: std::fmt::Debug>(r: Result<T, Status>, code: tonic::Code) -> String {
     match r {

@@ -24,28 +24,9 @@ fn id(a: &proto::AuthResponse) -> String {
 }
 
 async fn history(r: &Replica, token: &str, peer: &str) -> Vec<proto::Message> {
-    let mut c = r.client().await;
-    let mut out = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page = c
-            .get_history(authed(
-                token,
-                proto::GetHistoryRequest {
-                    peer_id: peer.into(),
-                    page_size: 200,
-                    cursor,
-                },
-            ))
-            .await
-            .unwrap_or_else(|s| panic!("history on replica {}: {s:?}", r.id))
-            .into_inner();
-        out.extend(page.messages);
-        if page.next_cursor.is_empty() {
-            return out;
-        }
-        cursor = page.next_cursor;
-    }
+    full_history(&mut r.client().await, token, peer, 200)
+        .await
+        .unwrap_or_else(|s| panic!("history on replica {}: {s:?}", r.id))
 }
 
 const CONVERGE: Duration = Duration::from_secs(30);

@@ -16,8 +16,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chat_tests::authed;
 use chat_tests::chat_shared::proto::{self, chat_client::ChatClient};
+use chat_tests::{authed, full_history};
 use tonic::transport::Channel;
 
 use super::history::{Op, Outcome, Record};
@@ -101,8 +101,12 @@ pub async fn read_view(url: &str, accounts: &[Account], anomalies: &mut Anomalie
             cursor = page.next_cursor;
         }
         for peer in peers {
-            let small = history(&mut c, &auth.token, &peer, 37).await;
-            let big = history(&mut c, &auth.token, &peer, 200).await;
+            let small = full_history(&mut c, &auth.token, &peer, 37)
+                .await
+                .expect("history");
+            let big = full_history(&mut c, &auth.token, &peer, 200)
+                .await
+                .expect("history");
             let ids: Vec<&String> = small.iter().map(|m| &m.id).collect();
             if ids.iter().collect::<HashSet<_>>().len() != ids.len() {
                 anomalies.add(format!(
@@ -132,35 +136,6 @@ pub async fn read_view(url: &str, accounts: &[Account], anomalies: &mut Anomalie
         }
     }
     view
-}
-
-async fn history(
-    c: &mut ChatClient<Channel>,
-    token: &str,
-    peer: &str,
-    size: u32,
-) -> Vec<proto::Message> {
-    let mut out = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page = c
-            .get_history(authed(
-                token,
-                proto::GetHistoryRequest {
-                    peer_id: peer.to_string(),
-                    page_size: size,
-                    cursor,
-                },
-            ))
-            .await
-            .expect("history page")
-            .into_inner();
-        out.extend(page.messages);
-        if page.next_cursor.is_empty() {
-            return out;
-        }
-        cursor = page.next_cursor;
-    }
 }
 
 /// Checks a converged cluster against the history. `views[i]` is replica

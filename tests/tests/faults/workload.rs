@@ -342,6 +342,19 @@ fn remember(known: &mut Vec<Known>, id: &str, to_me: bool, read: bool) {
     }
 }
 
+/// The replica that answered a read, and the read flags it showed.
+fn observation(r: &Record) -> Option<(u32, &Vec<(String, bool)>)> {
+    match &r.op {
+        Op::History {
+            server, observed, ..
+        }
+        | Op::Unread {
+            server, observed, ..
+        } => Some(((*server)?, observed)),
+        _ => None,
+    }
+}
+
 /// Read marks never go backwards on a replica: once a replica has shown a
 /// message read, no later read on that replica shows it unread.
 pub fn monotonic_reads(records: &[Record]) -> Vec<String> {
@@ -350,15 +363,7 @@ pub fn monotonic_reads(records: &[Record]) -> Vec<String> {
     let mut sorted: Vec<&Record> = records.iter().collect();
     sorted.sort_by_key(|r| r.end);
     for r in &sorted {
-        let (Some(server), observed) = (match &r.op {
-            Op::History {
-                server, observed, ..
-            }
-            | Op::Unread {
-                server, observed, ..
-            } => (*server, observed),
-            _ => continue,
-        }) else {
+        let Some((server, observed)) = observation(r) else {
             continue;
         };
         for (id, read) in observed {
@@ -371,15 +376,7 @@ pub fn monotonic_reads(records: &[Record]) -> Vec<String> {
     }
     let mut anomalies = Vec::new();
     for r in &sorted {
-        let (Some(server), observed) = (match &r.op {
-            Op::History {
-                server, observed, ..
-            }
-            | Op::Unread {
-                server, observed, ..
-            } => (*server, observed),
-            _ => continue,
-        }) else {
+        let Some((server, observed)) = observation(r) else {
             continue;
         };
         for (id, read) in observed {
