@@ -202,11 +202,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Number of entries in the log (all origins).
-    pub fn log_len(&self) -> Result<u64, StorageError> {
-        Ok(self.cutoffs()?.values().sum())
-    }
-
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.meta.get(key).map_err(io)?.map(|v| v.to_vec()))
     }
@@ -405,7 +400,6 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.cutoffs().unwrap(), Cutoffs::from([(1, 3), (7, 1)]));
         assert_eq!(store.max_hlc().unwrap(), 301);
-        assert_eq!(store.log_len().unwrap(), 4);
         let got = store.entries_after(1, 1, 3, 10).unwrap();
         assert_eq!(got, vec![entry(1, 2), entry(1, 3)]);
         assert_eq!(store.reader().get(b"a1").unwrap(), Some(b"x".to_vec()));

@@ -85,27 +85,7 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
         let mut unread_in_convs = 0;
         for conv in convs {
             let peer = conv.peer.unwrap().id;
-            let mut history = Vec::new();
-            let mut cursor = String::new();
-            loop {
-                let page = c
-                    .get_history(authed(
-                        &me.token,
-                        proto::GetHistoryRequest {
-                            peer_id: peer.clone(),
-                            page_size: 200,
-                            cursor,
-                        },
-                    ))
-                    .await
-                    .unwrap()
-                    .into_inner();
-                history.extend(page.messages);
-                if page.next_cursor.is_empty() {
-                    break;
-                }
-                cursor = page.next_cursor;
-            }
+            let history = full_history(&mut c, &me.token, &peer, 200).await.unwrap();
             // Derived state agrees with the messages: no half-applied write.
             assert_eq!(conv.message_count, history.len() as u64);
             let unread_here = history

@@ -520,8 +520,22 @@ async fn the_replication_port_rejects_unauthenticated_calls() {
             .await,
         Code::Unauthenticated,
     );
-    // With the key it answers.
+    // With the key it answers -- and still checks what it is sent.
     cluster.status(1).await.unwrap();
+    let mut keyed = replication_client(cluster.r(1));
+    for from in [None, Some(repl::ReplicaInfo::default())] {
+        let r = keyed
+            .snapshot(repl::SnapshotRequest { from: from.clone() })
+            .await;
+        expect_code(r.map(|_| ()), Code::InvalidArgument);
+        let r = keyed
+            .relay(repl::RelayRequest {
+                from,
+                entries: vec![],
+            })
+            .await;
+        expect_code(r, Code::InvalidArgument);
+    }
     assert!(
         cluster
             .r(1)

@@ -32,7 +32,8 @@ impl ReplicationService {
     }
 }
 
-fn sender(from: Option<ReplicaInfo>) -> Result<ReplicaInfo, Status> {
+/// The calling replica, from a request's `from`, which must be complete.
+pub(super) fn sender(from: Option<ReplicaInfo>) -> Result<ReplicaInfo, Status> {
     let from = from.ok_or_else(|| Status::invalid_argument("missing 'from'"))?;
     if from.id == 0 || from.instance.is_empty() || from.replication_addr.is_empty() {
         return Err(Status::invalid_argument("incomplete replica info"));

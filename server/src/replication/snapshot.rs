@@ -49,9 +49,7 @@ pub fn serve(
     cluster: &Arc<Cluster>,
     request: SnapshotRequest,
 ) -> Result<ReceiverStream<Result<SnapshotChunk, Status>>, Status> {
-    let from = request
-        .from
-        .ok_or_else(|| Status::invalid_argument("missing 'from'"))?;
+    let from = super::service::sender(request.from)?;
     // The same identity checks as an introduction: a replica reusing
     // another's id gets nothing.
     cluster
