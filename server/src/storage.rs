@@ -60,6 +60,15 @@ const MIB: u64 = 1024 * 1024;
 /// Per-origin cutoffs: the highest sequence number held from each origin.
 pub type Cutoffs = BTreeMap<u32, u64>;
 
+/// fjall's background threads (memtable flushes and compactions). One:
+/// with more, fjall 3 lets its first worker hand every compaction request
+/// back to the queue while another worker is busy, and that worker then
+/// receives it again at once -- a busy loop that cost a replica 10-15% of
+/// its CPU under sustained writes (`perf`: `worker_tick` and
+/// `flume::Shared::send` self time). One worker flushes and compacts in
+/// turn, which is all two cores can use anyway.
+const BACKGROUND_WORKERS: usize = 1;
+
 impl Store {
     /// Opens (or creates) the database in `dir`. Fjall locks the directory,
     /// so two replicas can never share one.
@@ -72,6 +81,7 @@ impl Store {
         let db = Database::builder(dir)
             .cache_size(32 * MIB)
             .max_journaling_size(64 * MIB)
+            .worker_threads(BACKGROUND_WORKERS)
             .open()
             .map_err(io)?;
         let options = || KeyspaceCreateOptions::default().max_memtable_size(8 * MIB);
