@@ -120,6 +120,10 @@ pub enum SnapshotError {
     Timeout,
     #[error("bad snapshot: {0}")]
     Protocol(String),
+    /// The peer is as new as we are (a cluster starting together): there
+    /// is nothing to copy, and start-up sync does the rest.
+    #[error("the peer holds nothing yet")]
+    PeerEmpty,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -145,6 +149,10 @@ pub async fn bootstrap(
                     "installed a snapshot"
                 );
                 return Ok(true);
+            }
+            Err(SnapshotError::PeerEmpty) => {
+                tracing::info!(%addr, "no snapshot: this peer holds nothing yet");
+                store.clear_data()?;
             }
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "no snapshot from this peer");
@@ -186,7 +194,7 @@ async fn fetch(
         .ok_or_else(|| SnapshotError::Protocol("empty stream".into()))?;
     let cutoffs = backlog::from_proto(&header.cutoffs);
     if cutoffs.is_empty() {
-        return Err(SnapshotError::Protocol("the peer holds nothing yet".into()));
+        return Err(SnapshotError::PeerEmpty);
     }
 
     // Each part goes to its own import on a blocking thread, fed chunk by
