@@ -49,6 +49,9 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# The three replicas share this machine: each gets a share of its cores.
+threads=$(( $(nproc) / 3 )); [ "$threads" -ge 1 ] || threads=1
+
 for n in 1 2 3; do
   join=()
   for m in 1 2 3; do
@@ -63,6 +66,7 @@ for n in 1 2 3; do
     --data-dir "data/replica-$n" \
     --cluster-secret-file data/cluster.secret \
     --join "$(IFS=,; echo "${join[*]}")" \
+    --threads "$threads" \
     "${static[@]}" \
     >>"data/replica-$n.log" 2>&1 &
   pids+=($!)
