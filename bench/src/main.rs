@@ -2,6 +2,7 @@
 //! for `send`, `live` and `history`, against running replicas given with
 //! `--attach`), and prints a table (and JSON with `--json`).
 
+mod cpu;
 mod dataset;
 mod stats;
 mod target;

@@ -23,8 +23,16 @@ impl Target {
     /// can be filled first.
     pub fn prepare(replicas: u32) -> TestCluster {
         let mut cluster = TestCluster::new("bench", replicas);
+        // Replicas sharing this machine each get a share of its cores (and
+        // the load generator its own runtime): measured on 2 cores, 3
+        // replicas with one network thread each spend ~10% less CPU per
+        // send than with two each (docs/performance.md).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / replicas as usize).max(1);
         for r in &mut cluster.replicas {
-            r.log_level = "warn".into();
+            r.log_level = std::env::var("CHAT_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+            r.extra_args
+                .extend(["--threads".into(), threads.to_string()]);
         }
         cluster
     }
@@ -63,6 +71,19 @@ impl Target {
                 .collect(),
             cluster: None,
         }
+    }
+
+    /// Process ids of the replicas we started (none when attached).
+    pub fn server_pids(&self) -> Vec<u32> {
+        self.cluster
+            .iter()
+            .flat_map(|c| {
+                c.replicas
+                    .iter()
+                    .filter(|r| r.is_running())
+                    .map(|r| r.pid() as u32)
+            })
+            .collect()
     }
 
     /// A client with its own connection to replica `i % n`.

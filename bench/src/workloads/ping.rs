@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use chat_shared::proto::ListServersRequest;
 
+use crate::cpu;
 use crate::stats::Row;
 use crate::target::Target;
 
@@ -26,9 +27,12 @@ pub async fn run(target: &Target, clients: usize, duration: Duration) -> Row {
             lat
         }));
     }
+    let cpu = cpu::measure(target, start, duration).await;
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await.expect("ping task"));
     }
-    Row::from_latencies("ping", clients, all, duration)
+    let mut row = Row::from_latencies("ping", clients, all, duration);
+    cpu.record(&mut row);
+    row
 }

@@ -9,6 +9,7 @@ use chat_tests::authed;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::cpu;
 use crate::stats::Row;
 use crate::target::Target;
 
@@ -59,9 +60,12 @@ pub async fn run(target: &Target, clients: usize, duration: Duration, seed: u64,
             lat
         }));
     }
+    let cpu = cpu::measure(target, start, duration).await;
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await.expect("sender task"));
     }
-    Row::from_latencies("send", clients, all, duration)
+    let mut row = Row::from_latencies("send", clients, all, duration);
+    cpu.record(&mut row);
+    row
 }
