@@ -27,6 +27,7 @@ use crate::entry::Entry;
 use crate::events::EventHub;
 use crate::hlc::{Hlc, wall_clock_ms};
 use crate::ids::RequestId;
+use crate::state::query::{self, Receipt};
 use crate::state::{self, Checked, Command, CommandError, KvRead, Overlay, StorageError};
 use crate::storage::{Cutoffs, Store};
 
@@ -38,8 +39,8 @@ pub const QUEUE: usize = 8192;
 /// What became of a client's command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Logged and applied as this entry.
-    Applied(Entry),
+    /// Logged and applied as this entry, leaving this behind.
+    Applied(Entry, Box<Receipt>),
     /// Already reflected in the state (a retry): nothing logged.
     AlreadyDone,
 }
@@ -263,7 +264,7 @@ impl WriterThread {
                     reply,
                 } => {
                     let result = self.local(&mut overlay, request_id, &command, &mut changes);
-                    if let Ok(Outcome::Applied(e)) = &result {
+                    if let Ok(Outcome::Applied(e, _)) = &result {
                         entries.push(e.clone());
                         local.push(e.clone());
                     }
@@ -360,7 +361,8 @@ impl WriterThread {
                 };
                 changes.extend(state::apply(&entry, overlay)?);
                 self.cutoffs.insert(self.origin, seq);
-                Ok(Outcome::Applied(entry))
+                let receipt = query::receipt(overlay, &entry)?;
+                Ok(Outcome::Applied(entry, Box::new(receipt)))
             }
         }
     }

@@ -172,14 +172,25 @@ impl<'a, R: KvRead> MessageBuilder<'a, R> {
         id: MessageId,
         rec: &MessageRecord,
     ) -> Result<proto::Message, StorageError> {
-        Ok(proto::Message {
-            id: id.to_string(),
-            sender: Some(self.account(rec.sender)?),
-            recipient: Some(self.account(rec.recipient)?),
-            body: rec.body.clone(),
-            sent_at_ms: hlc::to_millis(rec.stamp.hlc),
-            read: rec.read,
-        })
+        let sender = self.account(rec.sender)?;
+        let recipient = self.account(rec.recipient)?;
+        Ok(message_proto(id, rec, sender, recipient))
+    }
+}
+
+pub(crate) fn message_proto(
+    id: MessageId,
+    rec: &MessageRecord,
+    sender: proto::Account,
+    recipient: proto::Account,
+) -> proto::Message {
+    proto::Message {
+        id: id.to_string(),
+        sender: Some(sender),
+        recipient: Some(recipient),
+        body: rec.body.clone(),
+        sent_at_ms: hlc::to_millis(rec.stamp.hlc),
+        read: rec.read,
     }
 }
 

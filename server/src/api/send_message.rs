@@ -5,9 +5,11 @@ use chat_shared::proto::{SendMessageRequest, SendMessageResponse};
 use chat_shared::validate;
 use tonic::Request;
 
-use super::{ApiError, Context, MessageBuilder, request_id};
+use super::{ApiError, Context, MessageBuilder, account_proto, message_proto, request_id};
 use crate::ids::{AccountId, MessageId};
-use crate::state::{Command, query};
+use crate::state::Command;
+use crate::state::query::{self, Receipt};
+use crate::writer::Outcome;
 
 pub async fn handle(
     ctx: &Context,
@@ -18,7 +20,8 @@ pub async fn handle(
     let rid = request_id(&req.request_id)?;
     let recipient: AccountId = req.recipient_id.parse()?;
     validate::message_body(&req.body)?;
-    ctx.writer
+    let outcome = ctx
+        .writer
         .submit(
             rid,
             Command::SendMessage {
@@ -28,6 +31,21 @@ pub async fn handle(
             },
         )
         .await?;
+    // Usually the writer hands back the message as stored; a retry of a
+    // request already done here reads it from the store.
+    if let Outcome::Applied(_, receipt) = outcome
+        && let Receipt::Message {
+            id,
+            record,
+            recipient: recipient_record,
+        } = *receipt
+    {
+        let sender = account_proto(session.account, &session.record);
+        let recipient = account_proto(record.recipient, &recipient_record);
+        return Ok(SendMessageResponse {
+            message: Some(message_proto(id, &record, sender, recipient)),
+        });
+    }
     let id = MessageId::derive(session.account, recipient, &rid);
     let kv = ctx.store.reader();
     let Some(rec) = query::live_message(&kv, id)? else {

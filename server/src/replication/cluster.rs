@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use chat_shared::proto::Server;
 use prost::Message;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::client::{Dialer, PeerClient};
 use super::introduce::{IntroError, introduce};
@@ -52,8 +52,9 @@ pub enum LinkState {
 /// A local entry batch waiting to be relayed to one peer.
 pub struct RelayItem {
     pub entries: Arc<Vec<Entry>>,
-    /// Told whether the peer acknowledged (true) or failed (false).
-    pub done: oneshot::Sender<bool>,
+    /// Settled (dropped) once the peer holds the entries or has been marked
+    /// dead: either way, the batch no longer waits for it.
+    pub done: super::relay::Settle,
 }
 
 struct LinkStatus {
@@ -138,9 +139,8 @@ impl Link {
     /// Queues a batch for relaying. If the link dies first, the batch is
     /// reported failed.
     pub fn enqueue(&self, item: RelayItem) {
-        if let Err(mpsc::error::SendError(item)) = self.queue.send(item) {
-            let _ = item.done.send(false);
-        }
+        // A link whose task has stopped drops the item, which settles it.
+        let _ = self.queue.send(item);
     }
 }
 

@@ -174,22 +174,19 @@ fn fail_while_dead(
     true
 }
 
-/// Answers the batches the peer now holds.
+/// Settles the batches the peer now holds.
 fn complete(pending: &mut VecDeque<RelayItem>, peer_has: u64) {
     while pending
         .front()
         .is_some_and(|i| i.entries.last().is_none_or(|e| e.seq <= peer_has))
     {
-        if let Some(item) = pending.pop_front() {
-            let _ = item.done.send(true);
-        }
+        pending.pop_front();
     }
 }
 
+/// Settles every pending batch: the peer is dead, nobody waits for it.
 fn fail_all(pending: &mut VecDeque<RelayItem>) {
-    for item in pending.drain(..) {
-        let _ = item.done.send(false);
-    }
+    pending.clear();
 }
 
 /// One relay call: the entries after `peer_has` up to `target` (bounded).

@@ -231,3 +231,41 @@ pub fn conversations(
     }
     Ok(out)
 }
+
+/// What an entry left behind that its client's answer shows, read right
+/// after the entry is applied (in the writer, from the batch's own writes),
+/// so the client API can answer without reading the store again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receipt {
+    /// A sent message as stored, with its recipient's account.
+    Message {
+        id: MessageId,
+        record: MessageRecord,
+        recipient: AccountRecord,
+    },
+    /// Nothing the answer needs.
+    None,
+}
+
+/// The receipt of `entry`, read from `kv` just after applying it.
+pub fn receipt(kv: &impl KvRead, entry: &crate::entry::Entry) -> Result<Receipt, StorageError> {
+    let crate::entry::Op::SendMessage {
+        message, recipient, ..
+    } = &entry.op
+    else {
+        return Ok(Receipt::None);
+    };
+    // The message may not be live (a delete that arrived before it), and
+    // the recipient is known (the command was checked): otherwise the
+    // answer needs a real read.
+    Ok(
+        match (live_message(kv, *message)?, account(kv, *recipient)?) {
+            (Some(record), Some(recipient)) => Receipt::Message {
+                id: *message,
+                record,
+                recipient,
+            },
+            _ => Receipt::None,
+        },
+    )
+}
