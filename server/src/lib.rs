@@ -7,7 +7,8 @@
 //!   deterministic; works on an abstract ordered key-value store.
 //! * [`entry`], [`ids`], [`hlc`]: what a log entry is, how ids are derived,
 //!   the hybrid logical clock that stamps entries.
-//! * [`storage`]: the log and the materialized state in fjall.
+//! * [`storage`]: the log and the materialized state in fjall
+//!   ([`memtable_reaper`] keeps fjall's memtable frees off its read lock).
 //! * [`writer`]: the single writer: turns commands into entries, applies
 //!   them, group-commits them durably, publishes changes.
 //! * [`api`]: the client API (gRPC + gRPC-web), one file per call.
@@ -25,6 +26,7 @@ pub mod entry;
 pub mod events;
 pub mod hlc;
 pub mod ids;
+pub mod memtable_reaper;
 pub mod replication;
 pub mod server;
 pub mod state;

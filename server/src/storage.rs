@@ -23,9 +23,12 @@ use std::path::Path;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
 use crate::entry::Entry;
+use crate::memtable_reaper::MemtableReaper;
 use crate::state::kv::{KvIter, KvRead, StorageError};
 
 pub struct Store {
+    /// First, so it stops before the database closes.
+    _reaper: MemtableReaper,
     db: Database,
     log: Keyspace,
     state: Keyspace,
@@ -90,7 +93,10 @@ impl Store {
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(io)?;
+        let reaper = MemtableReaper::start(vec![log.clone(), state.clone(), meta.clone()])
+            .map_err(|e| StorageError::Io(format!("cannot start the memtable reaper: {e}")))?;
         Ok(Self {
+            _reaper: reaper,
             db,
             log,
             state,
