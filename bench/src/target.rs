@@ -28,7 +28,11 @@ impl Target {
         // replicas with one network thread each spend ~10% less CPU per
         // send than with two each (docs/performance.md).
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = (cores / replicas as usize).max(1);
+        let threads = std::env::var("CHAT_BENCH_THREADS")
+            .ok()
+            .and_then(|t| t.parse::<usize>().ok())
+            .unwrap_or(cores / replicas as usize)
+            .max(1);
         for r in &mut cluster.replicas {
             r.log_level = std::env::var("CHAT_BENCH_LOG").unwrap_or_else(|_| "warn".into());
             r.extra_args
