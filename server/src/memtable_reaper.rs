@@ -19,6 +19,7 @@
 //! fjall still uses longer than one tick, so memory is not retained.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -34,18 +35,28 @@ const TICK: Duration = Duration::from_millis(50);
 pub struct MemtableReaper {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    held: Arc<AtomicUsize>,
 }
 
 impl MemtableReaper {
     pub fn start(keyspaces: Vec<Keyspace>) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
+        let held = Arc::new(AtomicUsize::new(0));
+        let count = held.clone();
         let thread = std::thread::Builder::new()
             .name("memtable-reaper".into())
-            .spawn(move || run(keyspaces, stopped))?;
+            .spawn(move || run(keyspaces, stopped, &count))?;
         Ok(Self {
             stop: Some(stop),
             thread: Some(thread),
+            held,
         })
+    }
+
+    /// Memtables held right now (active ones, and flushed ones fjall has
+    /// not pruned yet).
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 }
 
@@ -58,7 +69,7 @@ impl Drop for MemtableReaper {
     }
 }
 
-fn run(keyspaces: Vec<Keyspace>, stopped: mpsc::Receiver<()>) {
+fn run(keyspaces: Vec<Keyspace>, stopped: mpsc::Receiver<()>, count: &AtomicUsize) {
     let mut held = Vec::new();
     loop {
         match stopped.recv_timeout(TICK) {
@@ -75,5 +86,48 @@ fn run(keyspaces: Vec<Keyspace>, stopped: mpsc::Receiver<()>) {
         // Only we hold it: fjall has flushed it and pruned every version
         // that named it. Free it here.
         held.retain(|m| Arc::strong_count(m) > 1);
+        count.store(held.len(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fjall::{Database, KeyspaceCreateOptions};
+
+    /// Through many rotations and flushes, the reaper lets go of every
+    /// memtable fjall is done with: it never accumulates them.
+    #[test]
+    fn holds_only_what_fjall_still_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder(dir.path()).open().unwrap();
+        let ks = db
+            .keyspace("t", || {
+                KeyspaceCreateOptions::default().max_memtable_size(64 * 1024)
+            })
+            .unwrap();
+        let reaper = MemtableReaper::start(vec![ks.clone()]).unwrap();
+        let mut most = 0;
+        for round in 0..40u32 {
+            for i in 0..200u32 {
+                let key = [round.to_be_bytes(), i.to_be_bytes()].concat();
+                ks.insert(key, vec![7u8; 512]).unwrap();
+            }
+            ks.rotate_memtable_and_wait().unwrap();
+            std::thread::sleep(TICK * 2);
+            most = most.max(reaper.held());
+        }
+        assert!(most >= 1, "the reaper saw the active memtables");
+        assert!(
+            most <= 4,
+            "the reaper held {most} memtables at once over 40 flushes: it is not letting go"
+        );
+        drop(reaper);
+        assert_eq!(
+            ks.get([0u32.to_be_bytes(), 0u32.to_be_bytes()].concat())
+                .unwrap()
+                .as_deref(),
+            Some(&[7u8; 512][..])
+        );
     }
 }
