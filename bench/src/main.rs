@@ -60,6 +60,11 @@ struct Args {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// `send`: write every send as a CSV line (clients, start ms into the
+    /// measurement, latency ms, replica index) to this file, to see *when*
+    /// slow sends happen (stalls come in bursts).
+    #[arg(long)]
+    timeline: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -92,7 +97,13 @@ async fn main() {
                     let tag = format!("{tag}-{k}");
                     let row = match args.workload {
                         Workload::Send => {
-                            workloads::send::run(&target, clients, duration, args.seed, &tag).await
+                            let (row, timeline) =
+                                workloads::send::run(&target, clients, duration, args.seed, &tag)
+                                    .await;
+                            if let Some(path) = &args.timeline {
+                                workloads::send::append_timeline(path, clients, &timeline);
+                            }
+                            row
                         }
                         Workload::Ping => workloads::ping::run(&target, clients, duration).await,
                         _ => workloads::live::run(&target, clients, duration, &tag).await,
