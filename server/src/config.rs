@@ -102,7 +102,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAT_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
 
-    /// Threads serving network calls [default: one per CPU core]. Replicas
+    /// Threads serving network calls [default, or 0: one per CPU core]. Replicas
     /// sharing one machine (a local cluster) each do better with a share
     /// of the cores than with all of them: fewer threads contend and hand
     /// work across cores (see docs/performance.md).
