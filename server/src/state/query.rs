@@ -244,7 +244,7 @@ pub enum Receipt {
         recipient: AccountRecord,
     },
     /// Nothing the answer needs.
-    None,
+    Nothing,
 }
 
 /// The receipt of `entry`, read from `kv` just after applying it.
@@ -253,7 +253,7 @@ pub fn receipt(kv: &impl KvRead, entry: &crate::entry::Entry) -> Result<Receipt,
         message, recipient, ..
     } = &entry.op
     else {
-        return Ok(Receipt::None);
+        return Ok(Receipt::Nothing);
     };
     // The message may not be live (a delete that arrived before it), and
     // the recipient is known (the command was checked): otherwise the
@@ -265,7 +265,7 @@ pub fn receipt(kv: &impl KvRead, entry: &crate::entry::Entry) -> Result<Receipt,
                 record,
                 recipient,
             },
-            _ => Receipt::None,
+            _ => Receipt::Nothing,
         },
     )
 }
