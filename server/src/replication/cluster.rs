@@ -136,8 +136,8 @@ impl Link {
         lock(&self.status).last_contact.map(|t| t.elapsed())
     }
 
-    /// Queues a batch for relaying. If the link dies first, the batch is
-    /// reported failed.
+    /// Queues a batch for relaying. If the link dies first (or its task has
+    /// stopped), the batch is settled without this peer.
     pub fn enqueue(&self, item: RelayItem) {
         // A link whose task has stopped drops the item, which settles it.
         let _ = self.queue.send(item);
