@@ -8,7 +8,9 @@
 //! * [`entry`], [`ids`], [`hlc`]: what a log entry is, how ids are derived,
 //!   the hybrid logical clock that stamps entries.
 //! * [`storage`]: the log and the materialized state in fjall
-//!   ([`memtable_reaper`] keeps fjall's memtable frees off its read lock).
+//!   ([`memtable_reaper`] keeps fjall's memtable frees off its read lock;
+//!   [`background_priority`] keeps flushes and compactions out of the
+//!   writer's way).
 //! * [`writer`]: the single writer: turns commands into entries, applies
 //!   them, group-commits them durably, publishes changes.
 //! * [`api`]: the client API (gRPC + gRPC-web), one file per call.
@@ -20,6 +22,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod background_priority;
 pub mod cache;
 pub mod config;
 pub mod entry;

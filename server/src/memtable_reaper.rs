@@ -32,6 +32,9 @@ use fjall::{AbstractTree, Keyspace};
 /// before): at 8 MiB per memtable that takes > 100 MiB/s of writes.
 const TICK: Duration = Duration::from_millis(50);
 
+/// The reaper thread's name.
+pub const THREAD_NAME: &str = "memtable-reaper";
+
 /// The running reaper; stops (and joins its thread) when dropped.
 pub struct MemtableReaper {
     stop: Option<mpsc::Sender<()>>,
@@ -45,7 +48,7 @@ impl MemtableReaper {
         let held = Arc::new(AtomicUsize::new(0));
         let count = held.clone();
         let thread = std::thread::Builder::new()
-            .name("memtable-reaper".into())
+            .name(THREAD_NAME.into())
             .spawn(move || run(keyspaces, stopped, &count))?;
         Ok(Self {
             stop: Some(stop),
@@ -71,6 +74,9 @@ impl Drop for MemtableReaper {
 }
 
 fn run(keyspaces: Vec<Keyspace>, stopped: mpsc::Receiver<()>, count: &AtomicUsize) {
+    if let Err(e) = crate::background_priority::lower_current_thread() {
+        tracing::debug!(error = %e, "memtable reaper stays at normal CPU priority");
+    }
     let mut held = Vec::new();
     loop {
         match stopped.recv_timeout(TICK) {

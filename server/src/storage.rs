@@ -22,6 +22,7 @@ use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
+use crate::background_priority;
 use crate::entry::Entry;
 use crate::memtable_reaper::MemtableReaper;
 use crate::state::kv::{KvIter, KvRead, StorageError};
@@ -69,7 +70,8 @@ pub type Cutoffs = BTreeMap<u32, u64>;
 /// receives it again at once -- a busy loop that cost a replica 10-15% of
 /// its CPU under sustained writes (`perf`: `worker_tick` and
 /// `flume::Shared::send` self time). One worker flushes and compacts in
-/// turn, which is all two cores can use anyway.
+/// turn, which is all two cores can use anyway. It runs at the lowest CPU
+/// priority (`background_priority`).
 const BACKGROUND_WORKERS: usize = 1;
 
 impl Store {
@@ -81,12 +83,21 @@ impl Store {
         // stays within a modest resident size, and the journal is capped, so
         // a restart after a crash replays at most that much. The block cache
         // holds recently read blocks (the bulk of steady-state memory).
-        let db = Database::builder(dir)
-            .cache_size(32 * MIB)
-            .max_journaling_size(64 * MIB)
-            .worker_threads(BACKGROUND_WORKERS)
-            .open()
-            .map_err(io)?;
+        //
+        // The database is opened on a lowered thread, so fjall's flush and
+        // compaction worker, started there, inherits the lowest CPU
+        // priority (`background_priority`). Journal recovery runs there
+        // too; it runs before the replica serves, when nothing else of it
+        // needs the CPU.
+        let db = background_priority::run_lowered(|| {
+            Database::builder(dir)
+                .cache_size(32 * MIB)
+                .max_journaling_size(64 * MIB)
+                .worker_threads(BACKGROUND_WORKERS)
+                .open()
+        })
+        .map_err(|e| StorageError::Io(format!("cannot start a thread to open the store: {e}")))?
+        .map_err(io)?;
         let options = || KeyspaceCreateOptions::default().max_memtable_size(8 * MIB);
         let log = db.keyspace("log", options).map_err(io)?;
         let state = db.keyspace("state", options).map_err(io)?;

@@ -122,3 +122,35 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
         stored
     );
 }
+
+/// Flushes, compactions and memtable frees must not hold up the writer
+/// (server/src/background_priority.rs): a running replica has them at the
+/// lowest CPU priority, and nothing else.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn storage_maintenance_runs_at_the_lowest_cpu_priority() {
+    let dir = TestDir::new("priority");
+    let mut r = Replica::new(dir.path(), 1, vec![]);
+    r.start().await;
+    let mut niceness: HashMap<String, Vec<i32>> = HashMap::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", r.pid())).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        // "tid (comm) state ppid ...": the comm may hold spaces, so split
+        // at its closing parenthesis; niceness is field 19 of the line.
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let comm = head.split_once('(').unwrap().1.to_string();
+        let nice: i32 = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+        niceness.entry(comm).or_default().push(nice);
+    }
+    for background in ["fjall:worker", "memtable-reaper"] {
+        let got = niceness.remove(background).unwrap_or_default();
+        assert!(!got.is_empty(), "no {background} thread: {niceness:?}");
+        assert!(got.iter().all(|&n| n == 19), "{background}: {got:?}");
+    }
+    // Everything else (the writer, the gRPC runtime) keeps its priority.
+    let own = niceness.get("chat-server").unwrap()[0];
+    assert!(
+        niceness.values().flatten().all(|&n| n == own),
+        "{niceness:?}"
+    );
+}
