@@ -40,6 +40,20 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# CPU seconds (user + system) used so far by the given processes.
+cpu_seconds() {
+  python3 - "$@" <<'PY'
+import os, sys
+ticks = 0
+for pid in sys.argv[1:]:
+    # Fields after the command name's closing parenthesis: utime and stime
+    # are the 12th and 13th.
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    ticks += int(fields[11]) + int(fields[12])
+print(ticks / os.sysconf("SC_CLK_TCK"))
+PY
+}
+
 echo "==> starting a 3-member etcd cluster"
 cluster=""
 declare -a client_urls peer_urls
@@ -74,11 +88,19 @@ first=1
 IFS=, read -ra levels <<<"$clients"
 for c in "${levels[@]}"; do
   echo "==> etcd: $c clients, ${duration}s"
-  hey -z "${duration}s" -c "$c" -m POST -T application/json -d "$body" "${client_urls[1]}/v3/kv/put" >"$work/hey-$c.txt"
-  python3 - "$c" "$first" "$work/hey-$c.txt" >>"$etcd_json" <<'PY'
+  members_before=$(cpu_seconds "${pids[@]}")
+  # hey runs under python only to read its CPU time (getrusage of the child).
+  hey_cpu=$(python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"), check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(r.ru_utime + r.ru_stime)' "$work/hey-$c.txt" \
+    hey -z "${duration}s" -c "$c" -m POST -T application/json -d "$body" "${client_urls[1]}/v3/kv/put")
+  members_cpu=$(python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$members_before" "$(cpu_seconds "${pids[@]}")")
+  python3 - "$c" "$first" "$work/hey-$c.txt" "$hey_cpu" "$members_cpu" >>"$etcd_json" <<'PY'
 import re, sys, json
 out = open(sys.argv[3]).read()
 c = int(sys.argv[1]); first = sys.argv[2] == "1"
+hey_cpu, members_cpu = float(sys.argv[4]), float(sys.argv[5])
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 total = re.search(r"Total:\s+([\d.]+) secs", out)
 def pct(p):
@@ -88,8 +110,13 @@ slowest = float(re.search(r"Slowest:\s+([\d.]+) secs", out).group(1)) * 1000
 codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", out)
 ok = sum(int(n) for code, n in codes if code == "200")
 bad = sum(int(n) for code, n in codes if code != "200")
+# CPU per put, named as chat-bench names its own: the load tool's, and the
+# cluster's (all three members).
+extra = {"cpu_us_per_op_bench": round(hey_cpu / max(ok, 1) * 1e6),
+         "cpu_us_per_op_replicas": round(members_cpu / max(ok, 1) * 1e6)}
 row = {"workload": "etcd-put", "clients": c, "ops": ok, "ops_per_sec": rps,
-       "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "max_ms": slowest, "errors": bad}
+       "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "max_ms": slowest, "errors": bad,
+       "extra": extra}
 print(("" if first else ",") + json.dumps(row))
 PY
   first=0
@@ -110,8 +137,14 @@ ours = {r["clients"]: r for r in json.load(open(sys.argv[1]))}
 etcd = {r["clients"]: r for r in json.load(open(sys.argv[2]))}
 rows = []
 print()
-print(f"{'clients':>7} | {'ours ops/s':>10} {'p50':>6} {'p99':>7} | {'etcd ops/s':>10} {'p50':>6} {'p99':>7} | {'ops ratio':>9} {'p50 ratio':>9} {'p99 ratio':>9}")
-print("-" * 104)
+def cpu(r):
+    """CPU per operation, load tool + cluster, in microseconds."""
+    x = r.get("extra", {})
+    if "cpu_us_per_op_bench" in x and "cpu_us_per_op_replicas" in x:
+        return f"{x['cpu_us_per_op_bench'] + x['cpu_us_per_op_replicas']:>7}"
+    return f"{'?':>7}"
+print(f"{'clients':>7} | {'ours ops/s':>10} {'p50':>6} {'p99':>7} {'cpu µs':>7} | {'etcd ops/s':>10} {'p50':>6} {'p99':>7} {'cpu µs':>7} | {'ops ratio':>9} {'p50 ratio':>9} {'p99 ratio':>9}")
+print("-" * 120)
 for c in sorted(ours):
     o, e = ours[c], etcd.get(c)
     if not e:
@@ -120,10 +153,11 @@ for c in sorted(ours):
          "throughput_ratio": o["ops_per_sec"] / e["ops_per_sec"],
          "p50_ratio": o["p50_ms"] / e["p50_ms"], "p99_ratio": o["p99_ms"] / e["p99_ms"]}
     rows.append(r)
-    print(f"{c:>7} | {o['ops_per_sec']:>10.0f} {o['p50_ms']:>6.2f} {o['p99_ms']:>7.2f} | "
-          f"{e['ops_per_sec']:>10.0f} {e['p50_ms']:>6.2f} {e['p99_ms']:>7.2f} | "
+    print(f"{c:>7} | {o['ops_per_sec']:>10.0f} {o['p50_ms']:>6.2f} {o['p99_ms']:>7.2f} {cpu(o)} | "
+          f"{e['ops_per_sec']:>10.0f} {e['p50_ms']:>6.2f} {e['p99_ms']:>7.2f} {cpu(e)} | "
           f"{r['throughput_ratio']:>8.2f}x {r['p50_ratio']:>8.2f}x {r['p99_ratio']:>8.2f}x")
-print("(latencies in ms; ops ratio = ours / etcd, higher is better; latency ratios = ours / etcd, lower is better)")
+print("(latencies in ms; cpu µs = CPU time per operation of the load tool and the whole cluster;")
+print(" ops ratio = ours / etcd, higher is better; latency ratios = ours / etcd, lower is better)")
 json.dump({"machine": {"cpus": os.cpu_count(), "kernel": platform.release()}, "rows": rows},
           open(sys.argv[3], "w"), indent=2)
 print(f"written to {sys.argv[3]}")
