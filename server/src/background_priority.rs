@@ -13,13 +13,17 @@
 //! flush ran. The replicas of a cluster apply the same entries, so they
 //! flush at the same moment and every send in flight feels it.
 //!
-//! So these threads run at nice 19, as RocksDB does for its compaction
+//! So these threads run at nice 19, as RocksDB offers for its compaction
 //! pool (`Env::LowerThreadPoolCPUPriority`): they still get whatever CPU
 //! the foreground leaves idle, and a small share when it leaves none, so
 //! flushes finish and fjall's own write back-pressure (which pauses the
 //! writer when sealed memtables pile up) keeps memory bounded if they
-//! ever fall behind. Measured (docs/performance.md): p99 lower in ten of
-//! ten paired runs at 16 and 64 senders, throughput unchanged.
+//! ever fall behind. The worker also takes fjall's journal lock for a
+//! moment at each memtable rotation, and a lowered thread preempted there
+//! would hold the writer up; that window is microseconds against flushes of
+//! 50-150 ms, and the measurements (docs/performance.md) came out on the
+//! side of lowering: p99 lower in 20 of 21 paired runs at 16 and 64
+//! senders, throughput unchanged.
 //!
 //! Raising the niceness of one's own threads needs no privilege (lowering
 //! it again does, so a lowered thread stays lowered). fjall offers no hook
