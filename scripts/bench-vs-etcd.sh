@@ -3,7 +3,11 @@
 # 3-member etcd cluster (puts through etcd's HTTP gateway, driven by hey), at
 # the same concurrency levels, in one run on this machine.
 #
-#   ./scripts/bench-vs-etcd.sh [DURATION_SECONDS] [CLIENTS,...]
+#   ./scripts/bench-vs-etcd.sh [DURATION_SECONDS] [CLIENTS,...] [ROUNDS]
+#
+# This machine is shared and noisy, so only ratios measured in the same
+# round mean anything; ROUNDS > 1 repeats the whole comparison (fresh
+# clusters each time) and ends with how the ratios spread over the rounds.
 #
 # Installs Debian's etcd-server and hey if missing. Every etcd member gets
 # its own temporary data directory and loopback ports; everything is
@@ -14,6 +18,10 @@ cd "$(dirname "$0")/.."
 
 duration=${1:-10}
 clients=${2:-1,16,64}
+rounds=${3:-1}
+case "$rounds" in
+  '' | *[!0-9]* | 0) echo "ROUNDS must be a positive number, not '$rounds'" >&2; exit 2 ;;
+esac
 
 if ! command -v etcd >/dev/null || ! command -v hey >/dev/null; then
   echo "==> installing etcd-server and hey"
@@ -54,9 +62,15 @@ print(ticks / os.sysconf("SC_CLK_TCK"))
 PY
 }
 
-echo "==> starting a 3-member etcd cluster"
+# One comparison: etcd at every concurrency level, then ours; the rows go to
+# $work/round-N/rows.json. (Unindented: the here-documents below are Python.)
+one_round() {
+local round=$1
+round_dir="$work/round-$round"
+mkdir -p "$round_dir"
+echo "==> round $round of $rounds: starting a 3-member etcd cluster"
 cluster=""
-declare -a client_urls peer_urls
+client_urls=() peer_urls=()
 for i in 1 2 3; do
   client_urls[$i]="http://127.0.0.1:$(free_port)"
   peer_urls[$i]="http://127.0.0.1:$(free_port)"
@@ -64,11 +78,11 @@ for i in 1 2 3; do
 done
 cluster=${cluster%,}
 for i in 1 2 3; do
-  etcd --name "m$i" --data-dir "$work/m$i" \
+  etcd --name "m$i" --data-dir "$round_dir/m$i" \
     --listen-client-urls "${client_urls[$i]}" --advertise-client-urls "${client_urls[$i]}" \
     --listen-peer-urls "${peer_urls[$i]}" --initial-advertise-peer-urls "${peer_urls[$i]}" \
     --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token bench \
-    --log-level error >"$work/m$i.log" 2>&1 &
+    --log-level error >"$round_dir/m$i.log" 2>&1 &
   pids+=($!)
 done
 healthy() {
@@ -78,11 +92,11 @@ for _ in $(seq 1 100); do
   if healthy "${client_urls[1]}"; then break; fi
   sleep 0.2
 done
-healthy "${client_urls[1]}" || { echo "etcd did not become healthy" >&2; cat "$work"/m*.log >&2; exit 1; }
+healthy "${client_urls[1]}" || { echo "etcd did not become healthy" >&2; cat "$round_dir"/m*.log >&2; exit 1; }
 
 # A put through the v3 JSON gateway: key "bench", value "x" * 64, base64.
 body='{"key":"YmVuY2g=","value":"'$(printf 'x%.0s' $(seq 1 64) | base64 -w0)'"}'
-etcd_json="$work/etcd.json"
+etcd_json="$round_dir/etcd.json"
 echo "[" >"$etcd_json"
 first=1
 IFS=, read -ra levels <<<"$clients"
@@ -93,10 +107,10 @@ for c in "${levels[@]}"; do
   hey_cpu=$(python3 -c 'import resource, subprocess, sys
 subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"), check=True)
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(r.ru_utime + r.ru_stime)' "$work/hey-$c.txt" \
+print(r.ru_utime + r.ru_stime)' "$round_dir/hey-$c.txt" \
     hey -z "${duration}s" -c "$c" -m POST -T application/json -d "$body" "${client_urls[1]}/v3/kv/put")
   members_cpu=$(python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$members_before" "$(cpu_seconds "${pids[@]}")")
-  python3 - "$c" "$first" "$work/hey-$c.txt" "$hey_cpu" "$members_cpu" >>"$etcd_json" <<'PY'
+  python3 - "$c" "$first" "$round_dir/hey-$c.txt" "$hey_cpu" "$members_cpu" >>"$etcd_json" <<'PY'
 import re, sys, json
 out = open(sys.argv[3]).read()
 c = int(sys.argv[1]); first = sys.argv[2] == "1"
@@ -127,29 +141,30 @@ wait 2>/dev/null || true
 pids=()
 
 echo "==> ours: chat-bench send, clients $clients, ${duration}s"
-ours_json="$work/ours.json"
+ours_json="$round_dir/ours.json"
 ./target/release/chat-bench send --clients "$clients" --duration "$duration" --json "$ours_json"
 
-mkdir -p target
-python3 - "$ours_json" "$etcd_json" target/bench-vs-etcd.json <<'PY'
-import json, sys, platform, os
-ours = {r["clients"]: r for r in json.load(open(sys.argv[1]))}
-etcd = {r["clients"]: r for r in json.load(open(sys.argv[2]))}
+python3 - "$round" "$ours_json" "$etcd_json" "$round_dir/rows.json" <<'PY'
+import json, sys
+rnd = int(sys.argv[1])
+ours = {r["clients"]: r for r in json.load(open(sys.argv[2]))}
+etcd = {r["clients"]: r for r in json.load(open(sys.argv[3]))}
 rows = []
-print()
 def cpu(r):
     """CPU per operation, load tool + cluster, in microseconds."""
     x = r.get("extra", {})
     if "cpu_us_per_op_bench" in x and "cpu_us_per_op_replicas" in x:
         return f"{x['cpu_us_per_op_bench'] + x['cpu_us_per_op_replicas']:>7}"
     return f"{'?':>7}"
+print()
+print(f"round {rnd}")
 print(f"{'clients':>7} | {'ours ops/s':>10} {'p50':>6} {'p99':>7} {'cpu µs':>7} | {'etcd ops/s':>10} {'p50':>6} {'p99':>7} {'cpu µs':>7} | {'ops ratio':>9} {'p50 ratio':>9} {'p99 ratio':>9}")
 print("-" * 120)
 for c in sorted(ours):
     o, e = ours[c], etcd.get(c)
     if not e:
         continue
-    r = {"clients": c, "ours": o, "etcd": e,
+    r = {"round": rnd, "clients": c, "ours": o, "etcd": e,
          "throughput_ratio": o["ops_per_sec"] / e["ops_per_sec"],
          "p50_ratio": o["p50_ms"] / e["p50_ms"], "p99_ratio": o["p99_ms"] / e["p99_ms"]}
     rows.append(r)
@@ -158,7 +173,31 @@ for c in sorted(ours):
           f"{r['throughput_ratio']:>8.2f}x {r['p50_ratio']:>8.2f}x {r['p99_ratio']:>8.2f}x")
 print("(latencies in ms; cpu µs = CPU time per operation of the load tool and the whole cluster;")
 print(" ops ratio = ours / etcd, higher is better; latency ratios = ours / etcd, lower is better)")
-json.dump({"machine": {"cpus": os.cpu_count(), "kernel": platform.release()}, "rows": rows},
-          open(sys.argv[3], "w"), indent=2)
-print(f"written to {sys.argv[3]}")
+json.dump(rows, open(sys.argv[4], "w"))
+PY
+}
+
+for round in $(seq 1 "$rounds"); do
+  one_round "$round"
+done
+
+mkdir -p target
+python3 - "$work" "$rounds" target/bench-vs-etcd.json <<'PY'
+import json, os, platform, statistics, sys
+work, rounds, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rows = []
+for r in range(1, rounds + 1):
+    rows += json.load(open(f"{work}/round-{r}/rows.json"))
+if rounds > 1:
+    print()
+    print(f"over {rounds} rounds (each ratio measured within its round; median, then every round):")
+    for c in sorted({r["clients"] for r in rows}):
+        mine = [r for r in rows if r["clients"] == c]
+        for key in ("throughput_ratio", "p50_ratio", "p99_ratio"):
+            vals = [r[key] for r in mine]
+            each = " ".join(f"{v:.2f}" for v in vals)
+            print(f"  {c:>3} clients  {key:<16} median {statistics.median(vals):.2f}x   [{each}]")
+json.dump({"machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+           "rounds": rounds, "rows": rows}, open(out, "w"), indent=2)
+print(f"written to {out}")
 PY
