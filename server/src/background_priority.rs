@@ -40,6 +40,10 @@ use std::io;
 /// The niceness given to background threads: the lowest priority.
 pub const BACKGROUND_NICENESS: i32 = 19;
 
+/// The name fjall gives its flush and compaction threads (it spawns them
+/// itself; checked from outside by the end-to-end tests).
+pub const FJALL_WORKER_THREAD: &str = "fjall:worker";
+
 /// Lowers the calling thread to [`BACKGROUND_NICENESS`], for good.
 pub fn lower_current_thread() -> io::Result<()> {
     imp::lower_current()
@@ -66,16 +70,11 @@ pub fn run_lowered<T: Send>(f: impl FnOnce() -> T + Send) -> io::Result<T> {
     })
 }
 
-/// The niceness of the calling thread.
-pub fn current_niceness() -> io::Result<i32> {
-    imp::niceness_current()
-}
-
 #[cfg(target_os = "linux")]
 mod imp {
     use std::io;
 
-    fn current_thread() -> libc::id_t {
+    pub fn current_thread() -> libc::id_t {
         // SAFETY: gettid has no preconditions and cannot fail.
         unsafe { libc::gettid() as libc::id_t }
     }
@@ -97,20 +96,6 @@ mod imp {
             Err(io::Error::last_os_error())
         }
     }
-
-    pub fn niceness_current() -> io::Result<i32> {
-        // getpriority can legitimately return -1, so errors are told apart
-        // by errno, cleared first.
-        // SAFETY: errno is thread-local; these are plain system calls.
-        unsafe {
-            *libc::__errno_location() = 0;
-            let nice = libc::getpriority(libc::PRIO_PROCESS, current_thread());
-            if nice == -1 && *libc::__errno_location() != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(nice)
-        }
-    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -120,15 +105,26 @@ mod imp {
     pub fn lower_current() -> io::Result<()> {
         Ok(())
     }
-
-    pub fn niceness_current() -> io::Result<i32> {
-        Ok(0)
-    }
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    /// The niceness of the calling thread.
+    fn current_niceness() -> io::Result<i32> {
+        // getpriority can legitimately return -1, so errors are told apart
+        // by errno, cleared first.
+        // SAFETY: errno is thread-local; these are plain system calls.
+        unsafe {
+            *libc::__errno_location() = 0;
+            let nice = libc::getpriority(libc::PRIO_PROCESS, imp::current_thread());
+            if nice == -1 && *libc::__errno_location() != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(nice)
+        }
+    }
 
     #[test]
     fn threads_started_by_a_lowered_run_are_lowered_and_the_caller_is_not() {
