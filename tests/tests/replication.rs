@@ -244,14 +244,17 @@ async fn a_relay_from_a_peer_considered_dead_is_told_to_resync() {
             account: chat_tests::chat_server::ids::AccountId([1; 16]),
         },
     };
-    let resp = replication_client(cluster.r(1))
-        .relay(repl::RelayRequest {
-            from: Some(info2),
-            entries: vec![entry.to_proto()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let request = repl::RelayRequest {
+        from: Some(info2),
+        entries: vec![entry.to_proto()],
+    };
+    let resp = first_answer(
+        replication_client(cluster.r(1))
+            .relay(tokio_stream::iter([request]))
+            .await,
+    )
+    .await
+    .unwrap();
     assert!(resp.resync);
     assert_eq!(resp.cutoff, 0);
     // And nothing of the refused relay was applied.
@@ -511,13 +514,12 @@ async fn the_replication_port_rejects_unauthenticated_calls() {
         wrong.status(repl::StatusRequest::default()).await,
         Code::Unauthenticated,
     );
+    let request = repl::RelayRequest {
+        from: None,
+        entries: vec![],
+    };
     expect_code(
-        wrong
-            .relay(repl::RelayRequest {
-                from: None,
-                entries: vec![],
-            })
-            .await,
+        first_answer(wrong.relay(tokio_stream::iter([request])).await).await,
         Code::Unauthenticated,
     );
     // With the key it answers -- and still checks what it is sent.
@@ -528,12 +530,11 @@ async fn the_replication_port_rejects_unauthenticated_calls() {
             .snapshot(repl::SnapshotRequest { from: from.clone() })
             .await;
         expect_code(r.map(|_| ()), Code::InvalidArgument);
-        let r = keyed
-            .relay(repl::RelayRequest {
-                from,
-                entries: vec![],
-            })
-            .await;
+        let request = repl::RelayRequest {
+            from,
+            entries: vec![],
+        };
+        let r = first_answer(keyed.relay(tokio_stream::iter([request])).await).await;
         expect_code(r, Code::InvalidArgument);
     }
     assert!(
@@ -542,4 +543,16 @@ async fn the_replication_port_rejects_unauthenticated_calls() {
             .log_tail()
             .contains("rejected a replication call")
     );
+}
+
+/// The answer to the first batch of a relay stream, or the call's (or the
+/// stream's) error.
+async fn first_answer(
+    call: Result<tonic::Response<tonic::Streaming<repl::RelayResponse>>, tonic::Status>,
+) -> Result<repl::RelayResponse, tonic::Status> {
+    call?
+        .into_inner()
+        .message()
+        .await?
+        .ok_or_else(|| tonic::Status::unknown("the relay stream ended without an answer"))
 }

@@ -60,6 +60,9 @@ pub struct RelayItem {
 struct LinkStatus {
     state: LinkState,
     since: Instant,
+    /// Counts state changes: a relay stream opened in one live period is
+    /// not reused in the next.
+    generation: u64,
     last_contact: Option<Instant>,
     /// Highest sequence number of *this* replica's log the peer is known to
     /// hold: where relaying resumes.
@@ -88,6 +91,12 @@ impl Link {
         lock(&self.status).state
     }
 
+    /// The link's state, and which period in that state this is.
+    pub fn state_and_generation(&self) -> (LinkState, u64) {
+        let s = lock(&self.status);
+        (s.state, s.generation)
+    }
+
     /// How long the link has been in its current state.
     pub fn state_age(&self) -> Duration {
         lock(&self.status).since.elapsed()
@@ -99,6 +108,7 @@ impl Link {
             tracing::info!(peer = self.id, from = ?s.state, to = ?state, "link state");
             s.state = state;
             s.since = Instant::now();
+            s.generation += 1;
             self.changed.notify_waiters();
         }
     }
@@ -269,6 +279,7 @@ impl Cluster {
             status: Mutex::new(LinkStatus {
                 state: LinkState::Dead,
                 since: Instant::now(),
+                generation: 0,
                 last_contact: None,
                 peer_has: 0,
             }),

@@ -1,6 +1,7 @@
 //! The replication service: the responder's side of introductions, relays
 //! and heartbeats, and the status call.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -50,11 +51,13 @@ fn write_status(e: WriteError) -> Status {
 
 type IntroduceStream = Pin<Box<dyn Stream<Item = Result<IntroduceResponse, Status>> + Send>>;
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;
+type RelayStream = Pin<Box<dyn Stream<Item = Result<RelayResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Replication for ReplicationService {
     type IntroduceStream = IntroduceStream;
     type SnapshotStream = SnapshotStream;
+    type RelayStream = RelayStream;
 
     async fn snapshot(
         &self,
@@ -159,48 +162,11 @@ impl Replication for ReplicationService {
 
     async fn relay(
         &self,
-        request: Request<RelayRequest>,
-    ) -> Result<Response<RelayResponse>, Status> {
-        let req = request.into_inner();
-        let from = sender(req.from)?;
-        let cutoff = |c: &Cluster| c.writer.cutoffs().get(&from.id).copied().unwrap_or(0);
-        let resync = |c: &Cluster| {
-            Ok(Response::new(RelayResponse {
-                resync: true,
-                cutoff: cutoff(c),
-            }))
-        };
-        let Some(link) = self.cluster.link(from.id) else {
-            return resync(&self.cluster);
-        };
-        if link.info().instance != from.instance || link.state() != LinkState::Live {
-            tracing::debug!(peer = from.id, state = ?link.state(), "relay from a peer we consider dead: resync");
-            return resync(&self.cluster);
-        }
-        let mut entries = Vec::with_capacity(req.entries.len());
-        for e in req.entries {
-            let e = Entry::from_proto(e).map_err(|e| Status::invalid_argument(e.to_string()))?;
-            if e.origin != from.id {
-                return Err(Status::invalid_argument(
-                    "a relay carries only the sender's own entries",
-                ));
-            }
-            entries.push(e);
-        }
-        match self.cluster.writer.apply_remote(entries).await {
-            Ok(_) => {
-                link.touch();
-                Ok(Response::new(RelayResponse {
-                    resync: false,
-                    cutoff: cutoff(&self.cluster),
-                }))
-            }
-            Err(WriteError::Gap { held, got, .. }) => {
-                tracing::warn!(peer = from.id, held, got, "relay skips entries: resync");
-                resync(&self.cluster)
-            }
-            Err(e) => Err(write_status(e)),
-        }
+        request: Request<Streaming<RelayRequest>>,
+    ) -> Result<Response<RelayStream>, Status> {
+        let (tx, rx) = mpsc::channel(RELAY_ANSWERS_BUFFERED);
+        tokio::spawn(serve_relay(self.cluster.clone(), request.into_inner(), tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn heartbeat(
@@ -254,4 +220,135 @@ impl Replication for ReplicationService {
             serving: self.cluster.serving.load(Ordering::Relaxed),
         }))
     }
+}
+
+/// Answers not yet taken by the relaying peer's connection. The peer has at
+/// most `link::MAX_BATCHES_IN_FLIGHT` batches unanswered, so this is never
+/// reached in practice.
+const RELAY_ANSWERS_BUFFERED: usize = 16;
+
+/// What became of one batch of a relay stream.
+enum Verdict {
+    /// Durable here.
+    Applied,
+    /// Refused (the sender is dead to us, or the batch skips entries): the
+    /// sender must introduce itself again.
+    Resync,
+    Failed(Status),
+}
+
+type Applying = Pin<Box<dyn Future<Output = Verdict> + Send>>;
+
+/// The receiving end of a peer's relay stream. Each batch is checked (is the
+/// sender live to us? are these its own entries?) and queued on the writer
+/// as it arrives, so batches pipeline: the writer may commit one while the
+/// next is on the wire. The answers go back in arrival order, each once its
+/// batch is durable here -- the writer applies its queue in order, so the
+/// oldest batch is always the first to finish. A refused batch ends the
+/// stream with a resync answer; nothing behind it is read.
+async fn serve_relay(
+    cluster: Arc<Cluster>,
+    mut inbound: Streaming<RelayRequest>,
+    out: mpsc::Sender<Result<RelayResponse, Status>>,
+) {
+    let mut from: Option<ReplicaInfo> = None;
+    let mut applying: VecDeque<Applying> = VecDeque::new();
+    let mut reading = true;
+    loop {
+        if !reading && applying.is_empty() {
+            return;
+        }
+        tokio::select! {
+            verdict = async { applying.front_mut().expect("guarded").await }, if !applying.is_empty() => {
+                applying.pop_front();
+                let origin = from.as_ref().map_or(0, |f| f.id);
+                let cutoff = cluster.writer.cutoffs().get(&origin).copied().unwrap_or(0);
+                let (reply, end) = match verdict {
+                    Verdict::Applied => {
+                        if let Some(link) = cluster.link(origin) {
+                            link.touch();
+                        }
+                        (Ok(RelayResponse { resync: false, cutoff }), false)
+                    }
+                    Verdict::Resync => (Ok(RelayResponse { resync: true, cutoff }), true),
+                    Verdict::Failed(status) => (Err(status), true),
+                };
+                if out.send(reply).await.is_err() || end {
+                    return;
+                }
+            }
+            msg = inbound.message(), if reading => match msg {
+                Ok(Some(req)) => {
+                    if from.is_none() {
+                        match sender(req.from) {
+                            Ok(f) => from = Some(f),
+                            Err(status) => {
+                                let _ = out.send(Err(status)).await;
+                                return;
+                            }
+                        }
+                    }
+                    let Some(from) = from.as_ref() else { return };
+                    let verdict: Applying = match accept_batch(&cluster, from, req.entries) {
+                        Ok(Some(entries)) => match cluster.writer.queue_remote(entries).await {
+                            Ok(outcome) => {
+                                let peer = from.id;
+                                Box::pin(async move {
+                                    match outcome.await {
+                                        Ok(_) => Verdict::Applied,
+                                        Err(WriteError::Gap { held, got, .. }) => {
+                                            tracing::warn!(peer, held, got, "relay skips entries: resync");
+                                            Verdict::Resync
+                                        }
+                                        Err(e) => Verdict::Failed(write_status(e)),
+                                    }
+                                })
+                            }
+                            Err(e) => Box::pin(std::future::ready(Verdict::Failed(write_status(e)))),
+                        },
+                        Ok(None) => {
+                            reading = false;
+                            Box::pin(std::future::ready(Verdict::Resync))
+                        }
+                        Err(status) => {
+                            reading = false;
+                            Box::pin(std::future::ready(Verdict::Failed(status)))
+                        }
+                    };
+                    applying.push_back(verdict);
+                }
+                // The sender closed its side: answer what is under way, then end.
+                Ok(None) => reading = false,
+                // The sender is gone; nobody waits for the answers.
+                Err(_) => return,
+            },
+        }
+    }
+}
+
+/// Checks one batch of a relay stream from `from`: `None` if the sender is
+/// not live to us (it must resync), an error if the batch is malformed.
+fn accept_batch(
+    cluster: &Cluster,
+    from: &ReplicaInfo,
+    batch: Vec<crate::proto::replication::Entry>,
+) -> Result<Option<Vec<Entry>>, Status> {
+    let live = cluster.link(from.id).is_some_and(|link| {
+        link.state() == LinkState::Live && link.info().instance == from.instance
+    });
+    if !live {
+        tracing::debug!(peer = from.id, "relay from a peer we consider dead: resync");
+        return Ok(None);
+    }
+    let mut entries = Vec::with_capacity(batch.len());
+    for e in batch {
+        let e = Entry::from_proto(e).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if e.origin != from.id {
+            return Err(Status::invalid_argument(
+                "a relay carries only the sender's own entries",
+            ));
+        }
+        entries.push(e);
+    }
+    Ok(Some(entries))
 }
