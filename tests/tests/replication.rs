@@ -263,6 +263,70 @@ async fn a_relay_from_a_peer_considered_dead_is_told_to_resync() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_stream_answers_each_batch_in_order_and_refuses_a_gap() {
+    // Replica 2 is stopped, so it relays nothing itself, and replica 1
+    // keeps it live for the long relay deadline: the test speaks for it.
+    let mut cluster = TestCluster::new("repl-stream", 2);
+    for r in &mut cluster.replicas {
+        r.extra_args = vec!["--relay-timeout-ms".into(), "20000".into()];
+        r.spawn();
+    }
+    for r in &mut cluster.replicas {
+        r.wait_ready(Duration::from_secs(30)).await;
+    }
+    cluster.converge(CONVERGE).await;
+    let info2 = cluster.status(2).await.unwrap().replica.unwrap();
+    cluster.r(2).signal(nix::sys::signal::Signal::SIGSTOP);
+    let entry = |seq: u64| {
+        chat_tests::chat_server::entry::Entry {
+            origin: 2,
+            seq,
+            hlc: seq << 16,
+            request_id: [seq as u8; 16],
+            op: chat_tests::chat_server::entry::Op::DeleteAccount {
+                account: chat_tests::chat_server::ids::AccountId([seq as u8; 16]),
+            },
+        }
+        .to_proto()
+    };
+    // Every batch goes out before any answer is read: 1-2, 3, then 5,
+    // which skips 4.
+    let batches = vec![
+        repl::RelayRequest {
+            from: Some(info2),
+            entries: vec![entry(1), entry(2)],
+        },
+        repl::RelayRequest {
+            from: None,
+            entries: vec![entry(3)],
+        },
+        repl::RelayRequest {
+            from: None,
+            entries: vec![entry(5)],
+        },
+    ];
+    let mut answers = replication_client(cluster.r(1))
+        .relay(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(a) = answers.message().await.unwrap() {
+        got.push((a.resync, a.cutoff));
+    }
+    // One answer per batch, in order; each cutoff covers its batch (it may
+    // cover more: the writer can commit several queued batches at once).
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(!got[0].0 && got[0].1 >= 2, "{got:?}");
+    assert!(!got[1].0 && got[1].1 == 3, "{got:?}");
+    assert!(got[2].0, "the gap was not refused: {got:?}");
+    let s1 = cluster.status(1).await.unwrap();
+    let cutoff2 = s1.cutoffs.iter().find(|c| c.origin == 2).map(|c| c.seq);
+    assert_eq!(cutoff2, Some(3), "{s1:?}");
+    cluster.r(2).signal(nix::sys::signal::Signal::SIGCONT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fourth_replica_joins_with_full_history() {
     let mut cluster = TestCluster::start("repl-join", 3).await;
     let mut c1 = cluster.r(1).client().await;

@@ -245,7 +245,11 @@ type Applying = Pin<Box<dyn Future<Output = Verdict> + Send>>;
 /// next is on the wire. The answers go back in arrival order, each once its
 /// batch is durable here -- the writer applies its queue in order, so the
 /// oldest batch is always the first to finish. A refused batch ends the
-/// stream with a resync answer; nothing behind it is read.
+/// stream with a resync answer: at once if the sender is not live to us
+/// (nothing behind it is read), or when the writer finds that it skips
+/// entries (batches queued behind it meanwhile are still applied if they
+/// continue the log, since the writer checks each origin's order entry by
+/// entry).
 async fn serve_relay(
     cluster: Arc<Cluster>,
     mut inbound: Streaming<RelayRequest>,
