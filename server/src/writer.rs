@@ -158,15 +158,11 @@ impl Writer {
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Applies entries from a peer (each origin's in sequence order) and
-    /// commits them durably. Entries already held are skipped.
-    pub async fn apply_remote(&self, entries: Vec<Entry>) -> Result<RemoteOutcome, WriteError> {
-        self.queue_remote(entries).await?.await
-    }
-
-    /// Queues entries from a peer and returns at once with a future of the
-    /// outcome, so that a large sync can decode its next chunk while the
-    /// writer applies this one. Queued jobs are applied in queue order.
+    /// Queues entries from a peer (each origin's in sequence order) and
+    /// returns at once with a future of the outcome: they are applied and
+    /// committed durably, entries already held skipped. Queued jobs are
+    /// applied in queue order, so a sync can decode its next chunk, and a
+    /// relay stream read its next batch, while the writer applies this one.
     pub async fn queue_remote(
         &self,
         entries: Vec<Entry>,
