@@ -413,8 +413,15 @@ impl TestCluster {
     /// Starts every replica (all at once, as an operator would) and waits
     /// until each serves clients and all see each other live.
     pub async fn start(name: &str, n: u32) -> Self {
+        Self::start_with(name, n, &[]).await
+    }
+
+    /// Like [`TestCluster::start`], every replica with `args` added to its
+    /// command line.
+    pub async fn start_with(name: &str, n: u32, args: &[&str]) -> Self {
         let mut c = Self::new(name, n);
         for r in &mut c.replicas {
+            r.extra_args.extend(args.iter().map(|a| a.to_string()));
             r.spawn();
         }
         for r in &mut c.replicas {

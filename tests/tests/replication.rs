@@ -164,14 +164,8 @@ async fn crashed_replicas_catch_up_and_nothing_acknowledged_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_replica_is_written_off_then_resyncs() {
-    let mut cluster = TestCluster::new("repl-sigstop", 3);
-    for r in &mut cluster.replicas {
-        r.extra_args = vec!["--relay-timeout-ms".into(), "1000".into()];
-        r.spawn();
-    }
-    for r in &mut cluster.replicas {
-        r.wait_ready(Duration::from_secs(30)).await;
-    }
+    let mut cluster =
+        TestCluster::start_with("repl-sigstop", 3, &["--relay-timeout-ms", "1000"]).await;
     let mut c1 = cluster.r(1).client().await;
     let ann = register(&mut c1, "ann", "ann-password").await;
     let bob = register(&mut c1, "bob", "bob-password").await;
@@ -263,18 +257,11 @@ async fn a_relay_from_a_peer_considered_dead_is_told_to_resync() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_stream_answers_each_batch_in_order_and_refuses_a_gap() {
+async fn a_relay_stream_answers_each_batch_in_order_and_refuses_gaps_and_malformed_batches() {
     // Replica 2 is stopped, so it relays nothing itself, and replica 1
     // keeps it live for the long relay deadline: the test speaks for it.
-    let mut cluster = TestCluster::new("repl-stream", 2);
-    for r in &mut cluster.replicas {
-        r.extra_args = vec!["--relay-timeout-ms".into(), "20000".into()];
-        r.spawn();
-    }
-    for r in &mut cluster.replicas {
-        r.wait_ready(Duration::from_secs(30)).await;
-    }
-    cluster.converge(CONVERGE).await;
+    let mut cluster =
+        TestCluster::start_with("repl-stream", 2, &["--relay-timeout-ms", "20000"]).await;
     let info2 = cluster.status(2).await.unwrap().replica.unwrap();
     cluster.r(2).signal(nix::sys::signal::Signal::SIGSTOP);
     let entry = |seq: u64| {
@@ -293,7 +280,7 @@ async fn a_relay_stream_answers_each_batch_in_order_and_refuses_a_gap() {
     // which skips 4.
     let batches = vec![
         repl::RelayRequest {
-            from: Some(info2),
+            from: Some(info2.clone()),
             entries: vec![entry(1), entry(2)],
         },
         repl::RelayRequest {
@@ -323,6 +310,28 @@ async fn a_relay_stream_answers_each_batch_in_order_and_refuses_a_gap() {
     let s1 = cluster.status(1).await.unwrap();
     let cutoff2 = s1.cutoffs.iter().find(|c| c.origin == 2).map(|c| c.seq);
     assert_eq!(cutoff2, Some(3), "{s1:?}");
+
+    // Malformed batches are refused with a clear status, and nothing of
+    // them is applied: an entry of another origin, an entry without an op.
+    let mut foreign = entry(4);
+    foreign.origin = 1;
+    let mut no_op = entry(4);
+    no_op.op = None;
+    for bad in [foreign, no_op] {
+        let request = repl::RelayRequest {
+            from: Some(info2.clone()),
+            entries: vec![bad],
+        };
+        let r = first_answer(
+            replication_client(cluster.r(1))
+                .relay(tokio_stream::iter([request]))
+                .await,
+        )
+        .await;
+        expect_code(r, Code::InvalidArgument);
+    }
+    let after = cluster.status(1).await.unwrap();
+    assert_eq!(after.cutoffs, s1.cutoffs, "a refused batch left a trace");
     cluster.r(2).signal(nix::sys::signal::Signal::SIGCONT);
 }
 
