@@ -33,7 +33,7 @@ pub fn build(
     mut pair: impl FnMut(u64, &mut SmallRng) -> (usize, usize),
 ) -> Dataset {
     std::fs::create_dir_all(data_dir).expect("data dir");
-    let store = Store::open(&data_dir.join("db")).expect("open store");
+    let store = Store::open(&chat_server::server::store_dir(data_dir)).expect("open store");
     let hash = chat_server::auth::password::hash_blocking(PASSWORD).expect("hash");
     let mut rng = SmallRng::seed_from_u64(seed);
     // Timestamps in the recent past, one apart per entry.

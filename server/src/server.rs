@@ -55,6 +55,11 @@ pub struct ReplicaIdentity {
     pub instance: String,
 }
 
+/// Where a replica keeps its store inside its data directory.
+pub fn store_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("db")
+}
+
 /// Runs a replica until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let data_dir = args.data_dir();
@@ -62,7 +67,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Config(format!("cannot create {}: {e}", data_dir.display())))?;
     let secret = load_secret(args.cluster_secret_file.as_deref(), &data_dir)?;
     let store = Arc::new(
-        Store::open(&data_dir.join("db"))
+        Store::open(&store_dir(&data_dir))
             .map_err(|e| ServeError::Config(format!("cannot open {}: {e}", data_dir.display())))?,
     );
     let identity = load_identity(&store, args.id, &data_dir)?;
