@@ -45,6 +45,40 @@ pub enum Op {
     DeleteAccount {
         account: AccountId,
     },
+    /// A `SendMessage` rewritten once its message was deleted: no body.
+    ErasedSend {
+        message: MessageId,
+        sender: AccountId,
+        recipient: AccountId,
+    },
+    /// A `CreateAccount` rewritten once its account was deleted: no password
+    /// hash.
+    ErasedCreateAccount {
+        account: AccountId,
+        username: String,
+    },
+    /// A retried `SendMessage` or `CreateAccount` whose effect another entry
+    /// of the same request carries: applies as nothing.
+    Superseded,
+}
+
+/// Why a logged entry must be rewritten without its private content (see
+/// `state::apply`, which decides, and `Entry::erase`, which rewrites).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erasure {
+    /// The message the entry sent, or the account it created, was deleted.
+    Deleted(Stamp),
+    /// Another entry of the same request, with a lower stamp, carries the
+    /// entry's effect.
+    Superseded(Stamp),
+}
+
+impl Erasure {
+    pub fn stamp(&self) -> Stamp {
+        match self {
+            Erasure::Deleted(s) | Erasure::Superseded(s) => *s,
+        }
+    }
 }
 
 /// Total order on entries used wherever two entries compete for the same
@@ -66,6 +100,44 @@ impl Entry {
             origin: self.origin,
             seq: self.seq,
         }
+    }
+
+    /// Rewrites the entry without what `why` says it may no longer hold.
+    /// Returns whether anything changed. Only entries that carry private
+    /// content (a body, a password hash) change; erasing an entry twice, or
+    /// an entry of another kind, leaves it as it is. Origin, seq, hlc and
+    /// request id never change: the log keeps its shape.
+    pub fn erase(&mut self, why: Erasure) -> bool {
+        let erased = match (&self.op, why) {
+            (
+                Op::SendMessage {
+                    message,
+                    sender,
+                    recipient,
+                    ..
+                },
+                Erasure::Deleted(_),
+            ) => Op::ErasedSend {
+                message: *message,
+                sender: *sender,
+                recipient: *recipient,
+            },
+            (
+                Op::CreateAccount {
+                    account, username, ..
+                },
+                Erasure::Deleted(_),
+            ) => Op::ErasedCreateAccount {
+                account: *account,
+                username: username.clone(),
+            },
+            (Op::SendMessage { .. } | Op::CreateAccount { .. }, Erasure::Superseded(_)) => {
+                Op::Superseded
+            }
+            _ => return false,
+        };
+        self.op = erased;
+        true
     }
 
     pub fn to_proto(&self) -> pb::Entry {
@@ -103,6 +175,22 @@ impl Entry {
             Op::DeleteAccount { account } => P::DeleteAccount(pb::DeleteAccount {
                 account_id: account.0.to_vec(),
             }),
+            Op::ErasedSend {
+                message,
+                sender,
+                recipient,
+            } => P::ErasedSend(pb::ErasedSend {
+                message_id: message.0.to_vec(),
+                sender_id: sender.0.to_vec(),
+                recipient_id: recipient.0.to_vec(),
+            }),
+            Op::ErasedCreateAccount { account, username } => {
+                P::ErasedCreateAccount(pb::ErasedCreateAccount {
+                    account_id: account.0.to_vec(),
+                    username: username.clone(),
+                })
+            }
+            Op::Superseded => P::Superseded(pb::Superseded {}),
         };
         pb::Entry {
             origin: self.origin,
@@ -141,6 +229,16 @@ impl Entry {
             P::DeleteAccount(d) => Op::DeleteAccount {
                 account: account(&d.account_id)?,
             },
+            P::ErasedSend(s) => Op::ErasedSend {
+                message: message(&s.message_id)?,
+                sender: account(&s.sender_id)?,
+                recipient: account(&s.recipient_id)?,
+            },
+            P::ErasedCreateAccount(c) => Op::ErasedCreateAccount {
+                account: account(&c.account_id)?,
+                username: c.username,
+            },
+            P::Superseded(pb::Superseded {}) => Op::Superseded,
         };
         Ok(Self {
             origin: p.origin,
@@ -167,7 +265,8 @@ impl Entry {
             Op::MarkRead { messages, .. } | Op::DeleteMessages { messages, .. } => {
                 16 * messages.len()
             }
-            Op::DeleteAccount { .. } => 0,
+            Op::ErasedCreateAccount { username, .. } => username.len(),
+            Op::DeleteAccount { .. } | Op::ErasedSend { .. } | Op::Superseded => 0,
         }
     }
 
@@ -222,6 +321,16 @@ mod tests {
             Op::DeleteAccount {
                 account: AccountId([1; 16]),
             },
+            Op::ErasedSend {
+                message: MessageId([2; 16]),
+                sender: AccountId([1; 16]),
+                recipient: AccountId([3; 16]),
+            },
+            Op::ErasedCreateAccount {
+                account: AccountId([1; 16]),
+                username: "Bob".into(),
+            },
+            Op::Superseded,
         ];
         for (i, op) in ops.into_iter().enumerate() {
             let e = Entry {
@@ -234,5 +343,77 @@ mod tests {
             assert_eq!(Entry::decode(&e.encode()), Ok(e));
         }
         assert!(Entry::decode(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn erasing_drops_the_private_content_and_keeps_the_position() {
+        let at = Stamp {
+            hlc: 99,
+            origin: 3,
+            seq: 7,
+        };
+        let entry = |op| Entry {
+            origin: 3,
+            seq: 7,
+            hlc: 99,
+            request_id: [5; 16],
+            op,
+        };
+        let (ann, bob, m) = (AccountId([1; 16]), AccountId([3; 16]), MessageId([2; 16]));
+        let send = entry(Op::SendMessage {
+            message: m,
+            sender: ann,
+            recipient: bob,
+            body: "secret".into(),
+        });
+        let create = entry(Op::CreateAccount {
+            account: ann,
+            username: "Ann".into(),
+            password_hash: "$argon2id$secret".into(),
+        });
+
+        let mut e = send.clone();
+        assert!(e.erase(Erasure::Deleted(at)));
+        let erased_send = Op::ErasedSend {
+            message: m,
+            sender: ann,
+            recipient: bob,
+        };
+        assert_eq!(e, entry(erased_send.clone()));
+        assert!(
+            !e.erase(Erasure::Deleted(at)),
+            "erasing twice changes nothing"
+        );
+        assert!(
+            !e.erase(Erasure::Superseded(at)),
+            "an erased send stays one"
+        );
+
+        let mut e = create.clone();
+        assert!(e.erase(Erasure::Deleted(at)));
+        assert_eq!(
+            e.op,
+            Op::ErasedCreateAccount {
+                account: ann,
+                username: "Ann".into()
+            }
+        );
+        let encoded = e.encode();
+        assert!(!encoded.windows(6).any(|w| w == b"secret"));
+
+        for original in [send, create] {
+            let mut e = original;
+            assert!(e.erase(Erasure::Superseded(at)));
+            assert_eq!(e, entry(Op::Superseded));
+            assert!(!e.erase(Erasure::Deleted(at)));
+        }
+
+        let mut mark = entry(Op::MarkRead {
+            account: bob,
+            messages: vec![m],
+        });
+        let before = mark.clone();
+        assert!(!mark.erase(Erasure::Deleted(at)));
+        assert_eq!(mark, before);
     }
 }

@@ -14,8 +14,9 @@
 //! one atomic fjall batch, fdatasync'ed before it returns and made visible
 //! to readers only after that. A crash therefore leaves either all of a
 //! batch or none of it: never an entry without its effect, never an effect
-//! without its entry. Deleted message bodies leave the state at once; their
-//! copy in the log stays until log compaction exists (docs/replication.md).
+//! without its entry. A commit may also rewrite entries already logged
+//! (same key, private content erased: see `writer`); deleted content thus
+//! leaves the state and the log in one atomic step.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -116,7 +117,9 @@ impl Store {
     }
 
     /// Writes entries and the state changes they produce atomically and
-    /// durably (fdatasync), then makes them visible.
+    /// durably (fdatasync), then makes them visible. An entry at a position
+    /// the log already holds replaces it (an erased rewrite); no position
+    /// may appear twice in one call.
     pub fn commit(
         &self,
         entries: &[Entry],

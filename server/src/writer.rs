@@ -17,13 +17,21 @@
 //! After a commit, remote jobs are answered at once; local commands go to the
 //! acknowledgement stage (the replication relay), which answers the client
 //! once every live peer holds the entries.
+//!
+//! **Erasure** also happens here, in the same atomic batch: when applying an
+//! entry says that a logged entry must lose its private content (a deleted
+//! message's body, a deleted account's password hash; see `state::apply`),
+//! the writer rewrites that entry -- in the batch if it is there, else as a
+//! rewrite of the stored one -- before committing.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry as Slot;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::ReadCache;
-use crate::entry::Entry;
+use crate::entry::{Entry, Erasure};
 use crate::events::EventHub;
 use crate::hlc::{Hlc, wall_clock_ms};
 use crate::ids::RequestId;
@@ -244,9 +252,11 @@ impl WriterThread {
         let base = cache.over(self.store.reader());
         let mut overlay = Overlay::new(&base);
         let mut entries = Vec::new();
-        let mut local = Vec::new();
-        let mut changes = Vec::new();
+        // Positions in `entries` of the entries accepted here.
+        let mut local_at = Vec::new();
+        let mut effects = state::Effects::default();
         let mut answers = Vec::with_capacity(jobs.len());
+        let mut local = Vec::new();
         let mut storage_error = None;
         for job in jobs {
             if storage_error.is_some() {
@@ -259,10 +269,10 @@ impl WriterThread {
                     command,
                     reply,
                 } => {
-                    let result = self.local(&mut overlay, request_id, &command, &mut changes);
+                    let result = self.local(&mut overlay, request_id, &command, &mut effects);
                     if let Ok(Outcome::Applied(e, _)) = &result {
+                        local_at.push(entries.len());
                         entries.push(e.clone());
-                        local.push(e.clone());
                     }
                     if let Err(WriteError::Unavailable(why)) = &result {
                         storage_error = Some(why.clone());
@@ -273,12 +283,24 @@ impl WriterThread {
                     entries: incoming,
                     reply,
                 } => {
-                    let result = self.remote(&mut overlay, incoming, &mut entries, &mut changes);
+                    let result = self.remote(&mut overlay, incoming, &mut entries, &mut effects);
                     if let Err(WriteError::Unavailable(why)) = &result {
                         storage_error = Some(why.clone());
                     }
                     answers.push(Answer::Remote(reply, result));
                 }
+            }
+        }
+        let state::Effects { changes, erasures } = effects;
+        if storage_error.is_none() {
+            match erase(&self.store, &erasures, &mut entries) {
+                Ok(rewrites) => {
+                    // Relayed as logged here: peers never receive content
+                    // this replica has already erased.
+                    local = local_at.iter().map(|&i| entries[i].clone()).collect();
+                    entries.extend(rewrites);
+                }
+                Err(e) => storage_error = Some(e.to_string()),
             }
         }
         // A storage error mid-batch leaves the overlay half-applied: commit
@@ -342,7 +364,7 @@ impl WriterThread {
         overlay: &mut Overlay<'_, impl KvRead>,
         request_id: RequestId,
         command: &Command,
-        changes: &mut Vec<state::Change>,
+        effects: &mut state::Effects,
     ) -> Result<Outcome, WriteError> {
         match state::check(command, &request_id, overlay)? {
             Checked::AlreadyDone => Ok(Outcome::AlreadyDone),
@@ -355,7 +377,7 @@ impl WriterThread {
                     request_id,
                     op,
                 };
-                changes.extend(state::apply(&entry, overlay)?);
+                effects.extend(state::apply(&entry, overlay)?);
                 self.cutoffs.insert(self.origin, seq);
                 let receipt = query::receipt(overlay, &entry)?;
                 Ok(Outcome::Applied(entry, Box::new(receipt)))
@@ -368,7 +390,7 @@ impl WriterThread {
         overlay: &mut Overlay<'_, impl KvRead>,
         incoming: Vec<Entry>,
         entries: &mut Vec<Entry>,
-        changes: &mut Vec<state::Change>,
+        effects: &mut state::Effects,
     ) -> Result<RemoteOutcome, WriteError> {
         let mut applied = 0;
         for entry in incoming {
@@ -386,13 +408,58 @@ impl WriterThread {
                 });
             }
             self.hlc.observe(entry.hlc);
-            changes.extend(state::apply(&entry, overlay)?);
+            effects.extend(state::apply(&entry, overlay)?);
             self.cutoffs.insert(entry.origin, entry.seq);
             entries.push(entry);
             applied += 1;
         }
         Ok(RemoteOutcome { applied })
     }
+}
+
+/// Carries out `erasures` (in order) on the log: an entry about to be
+/// committed is rewritten in `batch`; one already stored is read and
+/// returned rewritten, to be committed with the batch (at most once per
+/// position, so a batch never writes one log key twice). Stored entries
+/// with nothing left to erase are not returned.
+fn erase(
+    store: &Store,
+    erasures: &[Erasure],
+    batch: &mut [Entry],
+) -> Result<Vec<Entry>, StorageError> {
+    let mut rewrites: BTreeMap<(u32, u64), (Entry, bool)> = BTreeMap::new();
+    for &why in erasures {
+        let at = why.stamp();
+        let here = |e: &&mut Entry| e.origin == at.origin && e.seq == at.seq;
+        if let Some(e) = batch.iter_mut().rev().find(here) {
+            e.erase(why);
+            continue;
+        }
+        match rewrites.entry((at.origin, at.seq)) {
+            Slot::Occupied(mut stored) => {
+                let (e, changed) = stored.get_mut();
+                *changed |= e.erase(why);
+            }
+            Slot::Vacant(slot) => match store.entry(at.origin, at.seq)? {
+                Some(mut e) => {
+                    let changed = e.erase(why);
+                    slot.insert((e, changed));
+                }
+                // The state names only entries applied here, and the log
+                // holds every entry applied here; if it does not, there is
+                // nothing of it to erase.
+                None => tracing::warn!(
+                    origin = at.origin,
+                    seq = at.seq,
+                    "an entry to erase is not in the log"
+                ),
+            },
+        }
+    }
+    Ok(rewrites
+        .into_values()
+        .filter_map(|(e, changed)| changed.then_some(e))
+        .collect())
 }
 
 /// Applies entries straight to a store that no replica is running on, in
@@ -409,10 +476,13 @@ pub fn bulk_apply(
     let flush = |pending: &mut Vec<Entry>| -> Result<(), StorageError> {
         let base = store.reader();
         let mut overlay = Overlay::new(&base);
+        let mut erasures = Vec::new();
         for e in pending.iter() {
-            state::apply(e, &mut overlay)?;
+            erasures.extend(state::apply(e, &mut overlay)?.erasures);
         }
         let writes = overlay.into_writes();
+        let rewrites = erase(store, &erasures, pending)?;
+        pending.extend(rewrites);
         store.commit_buffered(pending, writes)?;
         pending.clear();
         Ok(())

@@ -377,6 +377,103 @@ async fn a_fourth_replica_joins_with_full_history() {
     assert_eq!(h[0].id, m[0]);
 }
 
+/// Every entry of a stopped replica's log, read through the server's own
+/// storage code.
+fn logged_entries(r: &Replica) -> Vec<chat_server::entry::Entry> {
+    let dir = chat_server::server::store_dir(&r.data_dir);
+    let store = chat_server::storage::Store::open(&dir)
+        .unwrap_or_else(|e| panic!("open replica {}'s store: {e}", r.id));
+    let mut all = Vec::new();
+    for (origin, cutoff) in store.cutoffs().unwrap() {
+        all.extend(store.entries_after(origin, 0, cutoff, usize::MAX).unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_messages_and_accounts_leave_every_replicas_log() {
+    use chat_server::entry::Op;
+    let mut cluster = TestCluster::start("repl-erase", 3).await;
+    let ann = register(&mut cluster.r(1).client().await, "ann", "ann-password").await;
+    let bob = register(&mut cluster.r(2).client().await, "bob", "bob-password").await;
+    let carl = register(&mut cluster.r(3).client().await, "carl", "carl-password").await;
+    // Through different replicas: the send and its deletion are logged by
+    // different origins, so erasing rewrites another origin's entry.
+    let kept = send_many(cluster.r(1), &ann, &id(&bob), 1, "kept-7f3a").await;
+    let gone = send_many(cluster.r(2), &ann, &id(&bob), 1, "erased-9c1e").await;
+    let gone_too = send_many(cluster.r(3), &bob, &id(&ann), 1, "erased-9c1e").await;
+    let mut c3 = cluster.r(3).client().await;
+    for (who, id) in [(&bob, &gone[0]), (&bob, &gone_too[0])] {
+        c3.delete_messages(authed(
+            &who.token,
+            proto::DeleteMessagesRequest {
+                request_id: rid(),
+                message_ids: vec![id.clone()],
+            },
+        ))
+        .await
+        .unwrap();
+    }
+    cluster
+        .r(1)
+        .client()
+        .await
+        .delete_account(authed(
+            &carl.token,
+            proto::DeleteAccountRequest {
+                request_id: rid(),
+                password: "carl-password".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    // A replica that joins afterwards copies a peer's (erased) log.
+    let join = vec![cluster.r(2).replication_addr];
+    let four = cluster.add(join);
+    cluster.r(four).start().await;
+    cluster.converge(CONVERGE).await;
+    let h = history(cluster.r(4), &ann.token, &id(&bob)).await;
+    assert_eq!(h.iter().map(|m| &m.id).collect::<Vec<_>>(), vec![&kept[0]]);
+
+    for r in &mut cluster.replicas {
+        r.terminate().await;
+    }
+    for r in &cluster.replicas {
+        let log = logged_entries(r);
+        let mut sends = Vec::new();
+        let mut erased_sends = 0;
+        let mut creations = Vec::new();
+        let mut erased_creations = Vec::new();
+        for e in &log {
+            let bytes = e.encode();
+            assert!(
+                !bytes.windows(11).any(|w| w == b"erased-9c1e"),
+                "replica {} still logs a deleted body: {e:?}",
+                r.id
+            );
+            match &e.op {
+                Op::SendMessage { body, .. } => sends.push(body.clone()),
+                Op::ErasedSend { .. } => erased_sends += 1,
+                Op::CreateAccount {
+                    username,
+                    password_hash,
+                    ..
+                } => {
+                    assert!(password_hash.starts_with("$argon2id$"));
+                    creations.push(username.clone());
+                }
+                Op::ErasedCreateAccount { username, .. } => erased_creations.push(username.clone()),
+                _ => {}
+            }
+        }
+        assert_eq!(sends, vec!["kept-7f3a 0".to_string()], "replica {}", r.id);
+        assert_eq!(erased_sends, 2, "replica {}", r.id);
+        creations.sort();
+        assert_eq!(creations, vec!["ann", "bob"], "replica {}", r.id);
+        assert_eq!(erased_creations, vec!["carl"], "replica {}", r.id);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_id_clash_is_refused() {
     let mut cluster = TestCluster::start("repl-clash", 2).await;

@@ -33,6 +33,31 @@
 //! The property test in `tests.rs` checks exactly this claim: random entry
 //! sets from three origins, applied in random per-origin-FIFO interleavings,
 //! give byte-identical state.
+//!
+//! ## Erasure: what the log may keep
+//!
+//! A deleted message's body, and a deleted account's password hash, must not
+//! outlive the deletion in the log either, where every replica keeps it and
+//! ships it to every joiner. So applying an entry also says which logged
+//! entries to rewrite ([`Effects::erasures`]; `Entry::erase` rewrites, the
+//! writer stores the rewrite in the same atomic batch):
+//!
+//! * When a message is deleted here -- or its send arrives already deleted --
+//!   the send that carries its body becomes `ErasedSend` (ids, no body).
+//!   Likewise an account's creation becomes `ErasedCreateAccount` (no hash).
+//! * When a retried request left two entries (two sends of one message id,
+//!   two creations of one account), the one with the higher stamp becomes
+//!   `Superseded`, so only one copy of the content is ever left to erase.
+//!
+//! An erased entry is *evidence of the deletion*: applied on a replica that
+//! has not seen the deletion yet, it has the deletion's effect at once (the
+//! deleting entry still arrives later, and then changes nothing). A
+//! superseded entry applies as nothing: the lower-stamped entry that
+//! supersedes it wins in any order anyway, and it reaches every replica that
+//! received the superseded one. So a replica that syncs some origins from
+//! an erased log and others from one not yet erased still ends in the same
+//! state; the property test checks that too, and that no erasable content
+//! survives in a log whose erasures were all applied.
 
 use chat_shared::validate::normalize_username;
 
@@ -42,7 +67,7 @@ use super::records::{
     AccountRecord, Conversation, MessageMeta, MessageRecord, MessageSlot, PendingMark, decode,
     encode,
 };
-use crate::entry::{Entry, Op, Stamp};
+use crate::entry::{Entry, Erasure, Op, Stamp};
 use crate::ids::{AccountId, MessageId};
 
 /// What an applied entry changed, for live subscriptions. Only changes a user
@@ -69,50 +94,88 @@ pub enum Change {
     },
 }
 
+/// What applying an entry did besides changing the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// For live subscriptions.
+    pub changes: Vec<Change>,
+    /// Logged entries (the applied one included) to rewrite without their
+    /// private content, in the order decided.
+    pub erasures: Vec<Erasure>,
+}
+
+impl Effects {
+    pub fn extend(&mut self, other: Effects) {
+        self.changes.extend(other.changes);
+        self.erasures.extend(other.erasures);
+    }
+}
+
 /// Applies one entry. The caller guarantees each entry is applied once, and
 /// each origin's entries in sequence order.
-pub fn apply(entry: &Entry, kv: &mut impl KvWrite) -> Result<Vec<Change>, StorageError> {
+pub fn apply(entry: &Entry, kv: &mut impl KvWrite) -> Result<Effects, StorageError> {
     let stamp = entry.stamp();
-    let mut changes = Vec::new();
+    let mut fx = Effects::default();
     match &entry.op {
         Op::CreateAccount {
             account,
             username,
             password_hash,
-        } => create_account(kv, stamp, *account, username, password_hash)?,
+        } => create_account(kv, stamp, *account, username, password_hash, &mut fx)?,
+        Op::ErasedCreateAccount { account, username } => {
+            create_account(kv, stamp, *account, username, "", &mut fx)?;
+            delete_account(kv, *account, &mut fx)?;
+        }
         Op::SendMessage {
             message,
             sender,
             recipient,
             body,
-        } => send_message(kv, stamp, *message, *sender, *recipient, body, &mut changes)?,
+        } => send_message(kv, stamp, *message, *sender, *recipient, body, &mut fx)?,
+        Op::ErasedSend {
+            message,
+            sender,
+            recipient,
+        } => erased_send(kv, *message, *sender, *recipient, &mut fx)?,
         Op::MarkRead { account, messages } => {
             for &id in messages {
-                mark_read(kv, *account, id, &mut changes)?;
+                mark_read(kv, *account, id, &mut fx.changes)?;
             }
         }
         Op::DeleteMessages { account, messages } => {
             for &id in messages {
-                delete_message(kv, *account, id, &mut changes)?;
+                delete_message(kv, *account, id, &mut fx)?;
             }
         }
-        Op::DeleteAccount { account } => {
-            let mut rec =
-                get::<AccountRecord>(kv, &keys::account(*account))?.unwrap_or_else(|| {
-                    AccountRecord {
-                        username: String::new(),
-                        password_hash: String::new(),
-                        created: None,
-                        deleted: false,
-                    }
-                });
-            rec.deleted = true;
-            rec.password_hash.clear();
-            kv.put(keys::account(*account), encode(&rec));
-            changes.push(Change::AccountDeleted { account: *account });
+        Op::DeleteAccount { account } => delete_account(kv, *account, &mut fx)?,
+        Op::Superseded => {}
+    }
+    Ok(fx)
+}
+
+fn delete_account(
+    kv: &mut impl KvWrite,
+    account: AccountId,
+    fx: &mut Effects,
+) -> Result<(), StorageError> {
+    let mut rec =
+        get::<AccountRecord>(kv, &keys::account(account))?.unwrap_or_else(|| AccountRecord {
+            username: String::new(),
+            password_hash: String::new(),
+            created: None,
+            deleted: false,
+        });
+    if !rec.deleted {
+        // A creation that arrives later erases itself (`create_account`).
+        if let Some(created) = rec.created {
+            fx.erasures.push(Erasure::Deleted(created));
         }
     }
-    Ok(changes)
+    rec.deleted = true;
+    rec.password_hash.clear();
+    kv.put(keys::account(account), encode(&rec));
+    fx.changes.push(Change::AccountDeleted { account });
+    Ok(())
 }
 
 fn get<T: serde::de::DeserializeOwned>(
@@ -128,6 +191,7 @@ fn create_account(
     id: AccountId,
     username: &str,
     password_hash: &str,
+    fx: &mut Effects,
 ) -> Result<(), StorageError> {
     let key = keys::account(id);
     let mut rec = get::<AccountRecord>(kv, &key)?.unwrap_or(AccountRecord {
@@ -137,11 +201,19 @@ fn create_account(
         deleted: false,
     });
     // A retried creation that reached two replicas: the earliest entry's
-    // fields win, whichever arrived first.
+    // fields win, whichever arrived first, and the other entry is
+    // superseded.
+    match rec.created {
+        Some(c) if c < stamp => fx.erasures.push(Erasure::Superseded(stamp)),
+        Some(c) => fx.erasures.push(Erasure::Superseded(c)),
+        None => {}
+    }
     if rec.created.is_none_or(|c| stamp < c) {
         rec.username = username.to_owned();
         rec.created = Some(stamp);
         rec.password_hash = if rec.deleted {
+            // Arrived after the account's deletion: born erased.
+            fx.erasures.push(Erasure::Deleted(stamp));
             String::new()
         } else {
             password_hash.to_owned()
@@ -178,15 +250,20 @@ fn send_message(
     sender: AccountId,
     recipient: AccountId,
     body: &str,
-    changes: &mut Vec<Change>,
+    fx: &mut Effects,
 ) -> Result<(), StorageError> {
     let slot_key = keys::message(id);
     let marks = match get::<MessageSlot>(kv, &slot_key)? {
-        Some(MessageSlot::Deleted { .. }) => return Ok(()),
+        Some(MessageSlot::Deleted { .. }) => {
+            fx.erasures.push(Erasure::Deleted(stamp));
+            return Ok(());
+        }
         Some(MessageSlot::Live(meta)) => {
             // The same message through another entry (a retry that reached
-            // another replica): keep the earliest entry's stamp and body.
+            // another replica): keep the earliest entry's stamp and body;
+            // the other entry is superseded.
             if stamp < meta.stamp {
+                fx.erasures.push(Erasure::Superseded(meta.stamp));
                 unindex(kv, id, &meta);
                 let from = (meta.stamp.hlc, id);
                 let rec = MessageRecord {
@@ -200,6 +277,8 @@ fn send_message(
                 kv.put(slot_key, encode(&MessageSlot::Live(rec.meta())));
                 let to = (stamp.hlc, id);
                 touch_conversation(kv, sender, recipient, 0, 0, Newest::Moved { from, to })?;
+            } else {
+                fx.erasures.push(Erasure::Superseded(stamp));
             }
             return Ok(());
         }
@@ -212,6 +291,7 @@ fn send_message(
             slot_key,
             encode(&MessageSlot::Deleted { sender, recipient }),
         );
+        fx.erasures.push(Erasure::Deleted(stamp));
         return Ok(());
     }
     let rec = MessageRecord {
@@ -227,7 +307,7 @@ fn send_message(
     kv.put(slot_key, encode(&MessageSlot::Live(rec.meta())));
     let at = (stamp.hlc, id);
     touch_conversation(kv, sender, recipient, 1, unread, Newest::Added(at))?;
-    changes.push(Change::MessageStored {
+    fx.changes.push(Change::MessageStored {
         id,
         sender,
         recipient,
@@ -272,31 +352,65 @@ fn delete_message(
     kv: &mut impl KvWrite,
     account: AccountId,
     id: MessageId,
-    changes: &mut Vec<Change>,
+    fx: &mut Effects,
 ) -> Result<(), StorageError> {
     let slot_key = keys::message(id);
     match get::<MessageSlot>(kv, &slot_key)? {
         None => park(kv, slot_key, Vec::new(), account, false, true),
         Some(MessageSlot::Pending(marks)) => park(kv, slot_key, marks, account, false, true),
-        Some(MessageSlot::Live(rec)) if rec.sender == account || rec.recipient == account => {
-            unindex(kv, id, &rec);
-            let unread = i64::from(!rec.read);
-            let (sender, recipient) = (rec.sender, rec.recipient);
-            let at = (rec.stamp.hlc, id);
-            kv.put(
-                slot_key,
-                encode(&MessageSlot::Deleted { sender, recipient }),
-            );
-            add_unread(kv, recipient, -unread)?;
-            touch_conversation(kv, sender, recipient, -1, -unread, Newest::Removed(at))?;
-            changes.push(Change::MessageDeleted {
-                id,
-                sender,
-                recipient,
-            });
+        Some(MessageSlot::Live(meta)) if meta.sender == account || meta.recipient == account => {
+            delete_live(kv, id, &meta, fx)?;
         }
         Some(_) => {}
     }
+    Ok(())
+}
+
+/// A send whose message was deleted at the replica that rewrote it: the
+/// deletion's effect, whatever this replica has seen of the message.
+fn erased_send(
+    kv: &mut impl KvWrite,
+    id: MessageId,
+    sender: AccountId,
+    recipient: AccountId,
+    fx: &mut Effects,
+) -> Result<(), StorageError> {
+    let slot_key = keys::message(id);
+    match get::<MessageSlot>(kv, &slot_key)? {
+        Some(MessageSlot::Deleted { .. }) => {}
+        // Stored here through another entry of the same request.
+        Some(MessageSlot::Live(meta)) => delete_live(kv, id, &meta, fx)?,
+        // Not seen yet: born deleted, as a send with a pending delete is.
+        Some(MessageSlot::Pending(_)) | None => kv.put(
+            slot_key,
+            encode(&MessageSlot::Deleted { sender, recipient }),
+        ),
+    }
+    Ok(())
+}
+
+fn delete_live(
+    kv: &mut impl KvWrite,
+    id: MessageId,
+    meta: &MessageMeta,
+    fx: &mut Effects,
+) -> Result<(), StorageError> {
+    unindex(kv, id, meta);
+    let unread = i64::from(!meta.read);
+    let (sender, recipient) = (meta.sender, meta.recipient);
+    let at = (meta.stamp.hlc, id);
+    kv.put(
+        keys::message(id),
+        encode(&MessageSlot::Deleted { sender, recipient }),
+    );
+    add_unread(kv, recipient, -unread)?;
+    touch_conversation(kv, sender, recipient, -1, -unread, Newest::Removed(at))?;
+    fx.erasures.push(Erasure::Deleted(meta.stamp));
+    fx.changes.push(Change::MessageDeleted {
+        id,
+        sender,
+        recipient,
+    });
     Ok(())
 }
 

@@ -22,6 +22,6 @@ pub mod records;
 #[cfg(test)]
 mod tests;
 
-pub use apply::{Change, apply};
+pub use apply::{Change, Effects, apply};
 pub use command::{Checked, Command, CommandError, check};
 pub use kv::{KvRead, KvWrite, MemoryKv, Overlay, StorageError};

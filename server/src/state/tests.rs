@@ -5,7 +5,9 @@ use proptest::prelude::*;
 use super::query::{self, AccountStatus};
 use super::records::MessageSlot;
 use super::*;
-use crate::entry::{Entry, Op};
+use std::collections::BTreeMap;
+
+use crate::entry::{Entry, Erasure, Op};
 use crate::ids::{AccountId, MessageId};
 
 const NAMES: [&str; 3] = ["ann", "bob", "cat"];
@@ -289,17 +291,183 @@ fn account_deleted_before_its_creation_arrives() {
     assert_eq!(query::name_owner(&kv, "ann").unwrap(), Some(ann));
 }
 
+// ---- erasure ----------------------------------------------------------------
+
+/// Applies entries in order the way a replica does, keeping its log: each
+/// entry is logged, applied, and the erasures it causes are carried out on
+/// the log. Returns the state and the log by (origin, seq).
+fn apply_logged(entries: &[Entry]) -> (MemoryKv, BTreeMap<(u32, u64), Entry>) {
+    let mut kv = MemoryKv::default();
+    let mut log = BTreeMap::new();
+    for e in entries {
+        log.insert((e.origin, e.seq), e.clone());
+        for why in apply(e, &mut kv).unwrap().erasures {
+            let at = why.stamp();
+            log.get_mut(&(at.origin, at.seq))
+                .expect("an erasure names a logged entry")
+                .erase(why);
+        }
+    }
+    (kv, log)
+}
+
+fn erasures(e: &Entry, kv: &mut MemoryKv) -> Vec<Erasure> {
+    apply(e, kv).unwrap().erasures
+}
+
+#[test]
+fn a_deleted_message_leaves_no_body_in_the_log_whatever_the_order() {
+    let (ann, bob) = (account(0, 1), account(1, 1));
+    let m = message(ann, bob, 7);
+    let sent = entry(1, 1, 10, send(ann, bob, 7, "secret"));
+    let deleted = entry(
+        2,
+        1,
+        20,
+        Op::DeleteMessages {
+            account: bob,
+            messages: vec![m],
+        },
+    );
+    let erased = Op::ErasedSend {
+        message: m,
+        sender: ann,
+        recipient: bob,
+    };
+
+    // Delete after the send: the delete erases the send.
+    let mut kv = MemoryKv::default();
+    assert_eq!(erasures(&sent, &mut kv), vec![]);
+    assert_eq!(
+        erasures(&deleted, &mut kv),
+        vec![Erasure::Deleted(sent.stamp())]
+    );
+    // Send after the delete: born deleted, it erases itself.
+    let mut kv = MemoryKv::default();
+    assert_eq!(erasures(&deleted, &mut kv), vec![]);
+    assert_eq!(
+        erasures(&sent, &mut kv),
+        vec![Erasure::Deleted(sent.stamp())]
+    );
+
+    for order in [[&sent, &deleted], [&deleted, &sent]] {
+        let (kv, log) = apply_logged(&order.map(Clone::clone));
+        assert_eq!(log[&(1, 1)].op, erased);
+        assert_eq!(log[&(2, 1)], deleted, "the delete itself is kept as is");
+        // The erased log replays to the same state, in any order, and the
+        // erased send alone already has the deletion's effect.
+        let rewritten = log[&(1, 1)].clone();
+        assert_eq!(apply_all(&[rewritten.clone(), deleted.clone()]), kv);
+        assert_eq!(apply_all(&[deleted.clone(), rewritten.clone()]), kv);
+        assert_eq!(apply_all(&[rewritten]), kv);
+    }
+}
+
+#[test]
+fn an_erased_send_deletes_the_message_where_it_is_live() {
+    let (ann, bob) = (account(0, 1), account(1, 1));
+    let m = message(ann, bob, 7);
+    let sent = entry(1, 1, 10, send(ann, bob, 7, "secret"));
+    // Another replica's copy of the same entry, erased there after a delete
+    // this replica has not received yet.
+    let mut rewritten = sent.clone();
+    rewritten.erase(Erasure::Deleted(sent.stamp()));
+    let deleted = entry(
+        2,
+        1,
+        20,
+        Op::DeleteMessages {
+            account: ann,
+            messages: vec![m],
+        },
+    );
+    // A retry of the send accepted by a third replica, stored live here.
+    let retried = entry(3, 1, 30, send(ann, bob, 7, "secret"));
+    let mut kv = apply_all(std::slice::from_ref(&retried));
+    assert_eq!(query::unread_count(&kv, bob).unwrap(), 1);
+    let fx = apply(&rewritten, &mut kv).unwrap();
+    assert_eq!(fx.erasures, vec![Erasure::Deleted(retried.stamp())]);
+    assert_eq!(
+        fx.changes,
+        vec![Change::MessageDeleted {
+            id: m,
+            sender: ann,
+            recipient: bob
+        }]
+    );
+    assert_eq!(query::unread_count(&kv, bob).unwrap(), 0);
+    assert_eq!(kv, apply_all(&[retried, sent, deleted]));
+}
+
+#[test]
+fn a_retried_send_leaves_one_copy_of_the_body() {
+    let (ann, bob) = (account(0, 1), account(1, 1));
+    let on_a = entry(1, 5, 50, send(ann, bob, 7, "hello"));
+    let on_b = entry(2, 3, 40, send(ann, bob, 7, "hello"));
+    for order in [[&on_a, &on_b], [&on_b, &on_a]] {
+        let (kv, log) = apply_logged(&order.map(Clone::clone));
+        assert_eq!(log[&(1, 5)].op, Op::Superseded, "the later stamp goes");
+        assert_eq!(log[&(2, 3)], on_b);
+        assert_eq!(apply_all(&[log[&(1, 5)].clone(), on_b.clone()]), kv);
+    }
+}
+
+#[test]
+fn a_deleted_account_leaves_no_password_hash_in_the_log() {
+    let ann = account(0, 1);
+    let created = entry(1, 1, 10, create(0, 1));
+    let retried = entry(3, 1, 15, create(0, 1));
+    let deleted = entry(2, 1, 20, Op::DeleteAccount { account: ann });
+    let orders = [
+        [&created, &retried, &deleted],
+        [&deleted, &retried, &created],
+        [&retried, &deleted, &created],
+    ];
+    for order in orders {
+        let (kv, log) = apply_logged(&order.map(Clone::clone));
+        assert_eq!(
+            log[&(1, 1)].op,
+            Op::ErasedCreateAccount {
+                account: ann,
+                username: "ANN".into()
+            }
+        );
+        assert!(
+            matches!(
+                log[&(3, 1)].op,
+                Op::Superseded | Op::ErasedCreateAccount { .. }
+            ),
+            "{:?}",
+            log[&(3, 1)]
+        );
+        let replayed: Vec<Entry> = log.values().cloned().collect();
+        assert_eq!(apply_all(&replayed), kv);
+        // The erased creation alone: the account exists, deleted, and keeps
+        // its name.
+        let alone = apply_all(&[log[&(1, 1)].clone()]);
+        let rec = query::account(&alone, ann).unwrap().unwrap();
+        assert!(rec.deleted && rec.password_hash.is_empty());
+        assert_eq!(query::name_owner(&alone, "ann").unwrap(), Some(ann));
+        assert_eq!(alone, apply_all(&[created.clone(), deleted.clone()]));
+    }
+}
+
 // ---- convergence property -------------------------------------------------
 
 /// An operation over a small universe of accounts and messages, so that
 /// random histories collide often: duplicate names, retried sends, marks on
 /// messages that arrive later or never.
 fn arb_op() -> impl Strategy<Value = Op> {
-    let acct = (0..3usize, 1..3u8).prop_map(|(n, r)| account(n, r));
-    let msg = (0..3usize, 1..3u8, 0..3usize, 1..3u8, 1..4u8)
+    arb_op_among(3, 3)
+}
+
+/// `arb_op` over `names` usernames with `rids - 1` request ids each.
+fn arb_op_among(names: usize, rids: u8) -> impl Strategy<Value = Op> {
+    let acct = (0..names, 1..rids).prop_map(|(n, r)| account(n, r));
+    let msg = (0..names, 1..rids, 0..names, 1..rids, 1..4u8)
         .prop_map(|(sn, sr, rn, rr, rid)| message(account(sn, sr), account(rn, rr), rid));
     prop_oneof![
-        2 => (0..3usize, 1..3u8).prop_map(|(n, r)| create(n, r)),
+        2 => (0..names, 1..rids).prop_map(|(n, r)| create(n, r)),
         5 => (acct.clone(), acct.clone(), 1..4u8, 0..2u8).prop_map(|(s, r, rid, b)| send(s, r, rid, &format!("body{b}"))),
         2 => (acct.clone(), prop::collection::vec(msg.clone(), 1..4))
             .prop_map(|(account, messages)| Op::MarkRead { account, messages }),
@@ -313,8 +481,20 @@ fn arb_op() -> impl Strategy<Value = Op> {
 /// non-decreasing hlc (an HLC never goes back), hlcs of different origins
 /// overlapping so that ties across origins happen.
 fn arb_logs() -> impl Strategy<Value = Vec<Vec<Entry>>> {
+    arb_logs_of(arb_op)
+}
+
+/// Logs as `arb_logs`, over two accounts only: retried sends, and deletes
+/// and marks of messages that exist, are the rule rather than the exception.
+fn arb_dense_logs() -> impl Strategy<Value = Vec<Vec<Entry>>> {
+    arb_logs_of(|| arb_op_among(2, 2))
+}
+
+fn arb_logs_of<S: Strategy<Value = Op> + 'static>(
+    op: impl Fn() -> S,
+) -> impl Strategy<Value = Vec<Vec<Entry>>> {
     let log = |origin: u32| {
-        prop::collection::vec((arb_op(), 0..3u64), 0..14).prop_map(move |ops| {
+        prop::collection::vec((op(), 0..3u64), 0..14).prop_map(move |ops| {
             let mut hlc = 0;
             ops.into_iter()
                 .enumerate()
@@ -379,6 +559,68 @@ proptest! {
                     prop_assert_eq!(query::message(&a, *id).unwrap(), Some(MessageSlot::Live(rec.meta())));
                 }
             }
+        }
+    }
+
+    /// Erasure keeps the convergence claim and keeps its promise. Two
+    /// replicas apply the logs in different orders, erasing as they go; a
+    /// third then takes every entry from either of them or from its origin
+    /// (unerased), as a replica syncing from different peers at different
+    /// times would, and must end in the same state. And a log whose
+    /// erasures were carried out holds no body of a deleted message, no
+    /// password hash of a deleted account, and one copy at most of any
+    /// message or creation.
+    #[test]
+    fn erased_logs_replay_to_the_same_state_and_keep_nothing_deleted(
+        logs in prop_oneof![arb_logs(), arb_dense_logs()],
+        picks_a in prop::collection::vec(0..3usize, 1..50),
+        picks_b in prop::collection::vec(0..3usize, 1..50),
+        picks_c in prop::collection::vec(0..3usize, 1..50),
+        sources in prop::collection::vec(0..3usize, 1..60),
+    ) {
+        let (a, log_a) = apply_logged(&interleave(&logs, &picks_a));
+        let (b, log_b) = apply_logged(&interleave(&logs, &picks_b));
+        prop_assert_eq!(&a, &b);
+
+        let mut source = sources.iter().cycle();
+        let mixed: Vec<Vec<Entry>> = logs
+            .iter()
+            .map(|log| {
+                log.iter()
+                    .map(|e| match source.next().copied().unwrap_or(0) {
+                        0 => e.clone(),
+                        1 => log_a[&(e.origin, e.seq)].clone(),
+                        _ => log_b[&(e.origin, e.seq)].clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let (c, log_c) = apply_logged(&interleave(&mixed, &picks_c));
+        prop_assert_eq!(&c, &a);
+
+        for log in [&log_a, &log_b, &log_c] {
+            let mut sends = BTreeMap::new();
+            let mut creations = BTreeMap::new();
+            for e in log.values() {
+                match &e.op {
+                    Op::SendMessage { message, .. } => {
+                        let slot = query::message(&a, *message).unwrap();
+                        prop_assert!(
+                            !matches!(slot, Some(MessageSlot::Deleted { .. })),
+                            "a deleted message's body is still logged: {:?}", e
+                        );
+                        *sends.entry(*message).or_insert(0) += 1;
+                    }
+                    Op::CreateAccount { account, .. } => {
+                        let rec = query::account(&a, *account).unwrap().unwrap();
+                        prop_assert!(!rec.deleted, "a deleted account's hash is still logged: {:?}", e);
+                        *creations.entry(*account).or_insert(0) += 1;
+                    }
+                    _ => {}
+                }
+            }
+            prop_assert!(sends.values().all(|&n| n == 1), "{:?}", sends);
+            prop_assert!(creations.values().all(|&n| n == 1), "{:?}", creations);
         }
     }
 }
