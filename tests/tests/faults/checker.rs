@@ -13,6 +13,12 @@
 //!    count equals the number of unread messages addressed to it.
 //!
 //! Plus: no message appears that nobody sent.
+//!
+//! Then, with the replicas stopped, [`check_logs`] reads every replica's log
+//! from disk: 6. no message whose deletion was acknowledged, and no account
+//! deleted in the log, keeps its content there (body, password hash); at
+//! most one full copy of any message or creation remains (retries are
+//! superseded).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -136,6 +142,89 @@ pub async fn read_view(url: &str, accounts: &[Account], anomalies: &mut Anomalie
         }
     }
     view
+}
+
+/// Checks the logs of stopped replicas (their data directories, in replica
+/// order) against the history: 6. in the module docs.
+pub fn check_logs(data_dirs: &[std::path::PathBuf], history: &[Record], anomalies: &mut Anomalies) {
+    use chat_tests::chat_server::entry::Op as Logged;
+    use chat_tests::chat_server::ids::MessageId;
+    let deleted_ok: HashSet<MessageId> = history
+        .iter()
+        .filter_map(|rec| match (&rec.op, &rec.outcome) {
+            (Op::Delete { ids, .. }, Outcome::Ok) => Some(ids),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    for (i, dir) in data_dirs.iter().enumerate() {
+        let r = i + 1;
+        let dir = chat_tests::chat_server::server::store_dir(dir);
+        let store = match chat_tests::chat_server::storage::Store::open(&dir) {
+            Ok(s) => s,
+            Err(e) => {
+                anomalies.add(format!("replica {r}: cannot open its store: {e}"));
+                continue;
+            }
+        };
+        let mut log = Vec::new();
+        for (origin, cutoff) in store.cutoffs().unwrap_or_default() {
+            match store.entries_after(origin, 0, cutoff, usize::MAX) {
+                Ok(entries) => log.extend(entries),
+                Err(e) => anomalies.add(format!("replica {r}: cannot read its log: {e}")),
+            }
+        }
+        let deleted_accounts: HashSet<_> = log
+            .iter()
+            .filter_map(|e| match &e.op {
+                Logged::DeleteAccount { account } => Some(*account),
+                _ => None,
+            })
+            .collect();
+        let mut sends: HashMap<MessageId, usize> = HashMap::new();
+        let mut creations: HashMap<_, usize> = HashMap::new();
+        for e in &log {
+            match &e.op {
+                Logged::SendMessage { message, .. } => {
+                    if deleted_ok.contains(message) {
+                        anomalies.add(format!(
+                            "replica {r}: the log still holds the body of deleted message {message} ({}:{})",
+                            e.origin, e.seq
+                        ));
+                    }
+                    *sends.entry(*message).or_default() += 1;
+                }
+                Logged::CreateAccount { account, .. } => {
+                    if deleted_accounts.contains(account) {
+                        anomalies.add(format!(
+                            "replica {r}: the log still holds the password hash of deleted account {account} ({}:{})",
+                            e.origin, e.seq
+                        ));
+                    }
+                    *creations.entry(*account).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+        let copies = sends
+            .values()
+            .chain(creations.values())
+            .filter(|&&n| n > 1)
+            .count();
+        if copies > 0 {
+            anomalies.add(format!(
+                "replica {r}: {copies} messages or accounts have more than one full entry in the log"
+            ));
+        }
+        eprintln!(
+            "replica {r}: log of {} entries; {} messages and {} creations in full, {} deleted messages checked",
+            log.len(),
+            sends.len(),
+            creations.len(),
+            deleted_ok.len()
+        );
+    }
 }
 
 /// Checks a converged cluster against the history. `views[i]` is replica

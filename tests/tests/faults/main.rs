@@ -173,6 +173,15 @@ async fn faults() {
     )
     .await;
     anomalies.0.extend(workload::monotonic_reads(&records));
+    // The logs, read from disk: stop the replicas first.
+    let data_dirs: Vec<_> = {
+        let mut replicas = cluster.replicas.lock().await;
+        for r in replicas.iter_mut() {
+            r.kill9();
+        }
+        replicas.iter().map(|r| r.data_dir.clone()).collect()
+    };
+    checker::check_logs(&data_dirs, &records, &mut anomalies);
 
     // Summary.
     eprintln!("\n=== fault-injection summary (seed {}) ===", config.seed);
@@ -255,10 +264,6 @@ async fn faults() {
     }
     assert!(report.log.len() >= config.faults);
     assert!(records.len() as u64 >= config.min_ops);
-    // Stop the replicas before the network namespaces go.
-    for r in cluster.replicas.lock().await.iter_mut() {
-        r.kill9();
-    }
 }
 
 /// Waits (at most 60 s) until all three replicas report the same cutoffs and
