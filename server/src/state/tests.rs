@@ -47,6 +47,13 @@ fn send(s: AccountId, r: AccountId, rid: u8, body: &str) -> Op {
     }
 }
 
+fn delete(account: AccountId, m: MessageId) -> Op {
+    Op::DeleteMessages {
+        account,
+        messages: vec![m],
+    }
+}
+
 fn apply_all(entries: &[Entry]) -> MemoryKv {
     let mut kv = MemoryKv::default();
     for e in entries {
@@ -227,15 +234,7 @@ fn marks_that_arrive_before_their_message() {
             messages: vec![m],
         },
     );
-    let deleted = entry(
-        3,
-        1,
-        30,
-        Op::DeleteMessages {
-            account: ann,
-            messages: vec![m],
-        },
-    );
+    let deleted = entry(3, 1, 30, delete(ann, m));
     let stranger = entry(
         3,
         1,
@@ -320,15 +319,7 @@ fn a_deleted_message_leaves_no_body_in_the_log_whatever_the_order() {
     let (ann, bob) = (account(0, 1), account(1, 1));
     let m = message(ann, bob, 7);
     let sent = entry(1, 1, 10, send(ann, bob, 7, "secret"));
-    let deleted = entry(
-        2,
-        1,
-        20,
-        Op::DeleteMessages {
-            account: bob,
-            messages: vec![m],
-        },
-    );
+    let deleted = entry(2, 1, 20, delete(bob, m));
     let erased = Op::ErasedSend {
         message: m,
         sender: ann,
@@ -372,15 +363,7 @@ fn an_erased_send_deletes_the_message_where_it_is_live() {
     // this replica has not received yet.
     let mut rewritten = sent.clone();
     rewritten.erase(Erasure::Deleted(sent.stamp()));
-    let deleted = entry(
-        2,
-        1,
-        20,
-        Op::DeleteMessages {
-            account: ann,
-            messages: vec![m],
-        },
-    );
+    let deleted = entry(2, 1, 20, delete(ann, m));
     // A retry of the send accepted by a third replica, stored live here.
     let retried = entry(3, 1, 30, send(ann, bob, 7, "secret"));
     let mut kv = apply_all(std::slice::from_ref(&retried));
