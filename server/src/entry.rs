@@ -6,6 +6,12 @@
 
 use prost::Message;
 
+/// Version of the entry format: 1 added the erased forms (`ErasedSend`,
+/// `ErasedCreateAccount`, `Superseded`). Replicas exchange it when they
+/// introduce themselves and refuse a peer that writes another one, since
+/// that peer could not read, or would be sent, entries it does not know.
+pub const LOG_FORMAT: u32 = 1;
+
 use crate::ids::{AccountId, MessageId, RequestId};
 use crate::proto::replication as pb;
 

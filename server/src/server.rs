@@ -79,6 +79,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         instance: identity.instance.clone(),
         client_url: args.advertise_url(),
         replication_addr: args.replication_addr.to_string(),
+        log_format: crate::entry::LOG_FORMAT,
     };
     let settings = Settings {
         relay_timeout: Duration::from_millis(args.relay_timeout_ms),

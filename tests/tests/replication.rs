@@ -715,6 +715,59 @@ async fn the_replication_port_rejects_unauthenticated_calls() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_of_another_build_is_refused() {
+    let mut cluster = TestCluster::start("repl-format", 1).await;
+    let mut keyed = replication_client(cluster.r(1));
+    let stranger = |log_format| repl::ReplicaInfo {
+        id: 9,
+        instance: "another-build".into(),
+        client_url: "http://127.0.0.1:9".into(),
+        replication_addr: "127.0.0.1:9".into(),
+        log_format,
+    };
+    // A build from before the log format was versioned sends none (0).
+    let old = stranger(0);
+    let r = keyed
+        .introduce(repl::IntroduceRequest {
+            from: Some(old.clone()),
+            cutoffs: vec![],
+        })
+        .await;
+    let why = expect_code(r.map(|_| ()), Code::FailedPrecondition);
+    assert!(why.contains("must run the same build"), "{why}");
+    let r = keyed
+        .heartbeat(repl::HeartbeatRequest {
+            from: Some(old.clone()),
+        })
+        .await;
+    expect_code(r, Code::FailedPrecondition);
+    let request = repl::RelayRequest {
+        from: Some(old),
+        entries: vec![],
+    };
+    let r = first_answer(keyed.relay(tokio_stream::iter([request])).await).await;
+    expect_code(r, Code::FailedPrecondition);
+    // Refused before it became a peer: the network is still just replica 1.
+    let status = cluster.status(1).await.unwrap();
+    assert!(status.peers.is_empty(), "{status:?}");
+    assert!(
+        cluster
+            .r(1)
+            .log_tail()
+            .contains("writes log format 0, this replica 1")
+    );
+    // The same introduction with this build's format is accepted.
+    let current = stranger(chat_server::entry::LOG_FORMAT);
+    keyed
+        .introduce(repl::IntroduceRequest {
+            from: Some(current),
+            cutoffs: vec![],
+        })
+        .await
+        .unwrap();
+}
+
 /// The answer to the first batch of a relay stream, or the call's (or the
 /// stream's) error.
 async fn first_answer(

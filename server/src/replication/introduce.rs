@@ -52,6 +52,8 @@ pub enum IntroError {
     WrongReplica { expected: u32, found: u32 },
     #[error("cannot apply the backlog: {0}")]
     Apply(String),
+    #[error("{0}")]
+    Incompatible(String),
     #[error(transparent)]
     Clash(#[from] ClusterError),
 }
@@ -119,6 +121,7 @@ pub async fn introduce(
             found: responder.id,
         });
     }
+    super::service::same_log_format(&responder).map_err(IntroError::Incompatible)?;
     for info in hello.network {
         if info.id != responder.id {
             cluster.add_peer(info)?;

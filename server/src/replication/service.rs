@@ -33,13 +33,31 @@ impl ReplicationService {
     }
 }
 
-/// The calling replica, from a request's `from`, which must be complete.
+/// The calling replica, from a request's `from`, which must be complete and
+/// write the same log format as this replica.
 pub(super) fn sender(from: Option<ReplicaInfo>) -> Result<ReplicaInfo, Status> {
     let from = from.ok_or_else(|| Status::invalid_argument("missing 'from'"))?;
     if from.id == 0 || from.instance.is_empty() || from.replication_addr.is_empty() {
         return Err(Status::invalid_argument("incomplete replica info"));
     }
+    same_log_format(&from).map_err(|e| {
+        tracing::error!(peer = from.id, "{e}");
+        Status::failed_precondition(e)
+    })?;
     Ok(from)
+}
+
+/// Refuses a peer that writes another log format than this build.
+pub(super) fn same_log_format(peer: &ReplicaInfo) -> Result<(), String> {
+    if peer.log_format == crate::entry::LOG_FORMAT {
+        return Ok(());
+    }
+    Err(format!(
+        "replica {} writes log format {}, this replica {}: every replica of a cluster must run the same build",
+        peer.id,
+        peer.log_format,
+        crate::entry::LOG_FORMAT
+    ))
 }
 
 fn write_status(e: WriteError) -> Status {
