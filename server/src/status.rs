@@ -58,6 +58,7 @@ pub async fn run(args: StatusArgs) -> Result<(), String> {
     };
     let out = json!({
         "replica": info(&status.replica),
+        "log_format": status.replica.as_ref().map(|r| r.log_format),
         "serving": status.serving,
         "state_digest": status.state_digest,
         "log_entries": status.log_entries,

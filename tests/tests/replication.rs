@@ -768,6 +768,36 @@ async fn a_replica_of_another_build_is_refused() {
         .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_command_shows_identity_log_format_and_peers() {
+    let mut cluster = TestCluster::start("repl-status-cli", 2).await;
+    let run = |addr: String, secret: &str| {
+        std::process::Command::new(server_binary())
+            .args(["status", "--replication-addr", &addr])
+            .env("CHAT_CLUSTER_SECRET", secret)
+            .env_remove("CHAT_CLUSTER_SECRET_FILE")
+            .output()
+            .expect("run chat-server status")
+    };
+    let addr = cluster.r(1).replication_addr.to_string();
+    let out = run(addr.clone(), SECRET);
+    assert!(out.status.success(), "{out:?}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("status prints JSON");
+    assert_eq!(status["replica"]["id"], 1);
+    assert_eq!(status["log_format"], chat_server::entry::LOG_FORMAT);
+    assert_eq!(status["serving"], true);
+    let peers = status["peers"].as_array().expect("peers");
+    assert_eq!(peers.len(), 1, "{status}");
+    assert_eq!(peers[0]["replica"]["id"], 2);
+    assert_eq!(peers[0]["live"], true);
+    // Without the cluster secret the replication port does not answer.
+    let out = run(addr, "not-the-cluster-secret-at-all");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("need the cluster's peer key"), "{err}");
+}
+
 /// The answer to the first batch of a relay stream, or the call's (or the
 /// stream's) error.
 async fn first_answer(
