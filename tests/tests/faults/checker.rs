@@ -539,6 +539,74 @@ mod tests {
         }
     }
 
+    /// A replica's data directory holding `entries` in its log.
+    fn data_dir_with(entries: &[chat_tests::chat_server::entry::Entry]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = chat_tests::chat_server::server::store_dir(dir.path());
+        let store = chat_tests::chat_server::storage::Store::open(&store_dir).unwrap();
+        store.commit(entries, Default::default()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn finds_deleted_content_left_in_a_log() {
+        use chat_tests::chat_server::entry::{Entry, Op as Logged};
+        use chat_tests::chat_server::ids::{AccountId, MessageId};
+        let (ann, bob, carl) = (AccountId([1; 16]), AccountId([2; 16]), AccountId([3; 16]));
+        let (gone, kept) = (MessageId([7; 16]), MessageId([8; 16]));
+        let mut seq = 0;
+        let mut entry = |op| {
+            seq += 1;
+            Entry {
+                origin: 1,
+                seq,
+                hlc: seq,
+                request_id: [seq as u8; 16],
+                op,
+            }
+        };
+        let send = |message| Logged::SendMessage {
+            message,
+            sender: ann,
+            recipient: bob,
+            body: "hello".into(),
+        };
+        let log = [
+            entry(Logged::CreateAccount {
+                account: carl,
+                username: "carl".into(),
+                password_hash: "$argon2id$secret".into(),
+            }),
+            entry(send(gone)),
+            entry(send(kept)),
+            entry(send(kept)),
+            entry(Logged::DeleteAccount { account: carl }),
+        ];
+        let dir = data_dir_with(&log);
+        let history = [Record {
+            id: 0,
+            client: 0,
+            start: Duration::ZERO,
+            end: Duration::ZERO,
+            op: Op::Delete {
+                account: 0,
+                ids: vec![gone.to_string()],
+            },
+            outcome: Outcome::Ok,
+        }];
+        let mut a = Anomalies(Vec::new());
+        check_logs(&[dir.path().to_path_buf()], &history, &mut a);
+        let all = a.0.join("\n");
+        for needle in [
+            format!("still holds the body of deleted message {gone}"),
+            format!("still holds the password hash of deleted account {carl}"),
+            "1 messages or accounts have more than one full entry".to_string(),
+        ] {
+            assert!(all.contains(&needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(a.0.len(), 3, "{all}");
+    }
+
     #[tokio::test]
     async fn finds_replicas_that_differ() {
         let history = [send(0, "x", Some("m1"), Outcome::Unknown)];
