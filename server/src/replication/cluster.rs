@@ -261,7 +261,14 @@ impl Cluster {
                     addr: known.replication_addr.clone(),
                 });
             }
-            if *known != info {
+            // Only the addresses make a move. `log_format` describes the
+            // running build and travels second-hand in network lists, where
+            // a peer's stored copy may be older than the peer: it is checked
+            // on what the peer itself sends (`service::sender`, the Hello),
+            // never on gossip.
+            if (&known.client_url, &known.replication_addr)
+                != (&info.client_url, &info.replication_addr)
+            {
                 tracing::info!(peer = info.id, addr = %info.replication_addr, "peer moved");
                 self.store
                     .meta_put(&peer_key(info.id), &info.encode_to_vec())?;
