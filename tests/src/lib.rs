@@ -44,12 +44,30 @@ pub fn server_binary() -> PathBuf {
         })
 }
 
-/// A port nobody listens on right now (bind port 0, read it, release it).
+/// A port nobody listens on right now, for a replica to bind a moment
+/// later. Chosen at random *below* the kernel's ephemeral range (Linux:
+/// 32768-60999): a port from that range (what binding port 0 gives) can be
+/// taken meanwhile as the source port of any outgoing connection -- a peer
+/// dialling, a client connecting -- and the replica then fails to start
+/// with "Address already in use". Each port is handed out once per test
+/// process, and probed by binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    for _ in 0..10_000 {
+        let port = rand::random_range(20_000..32_000u16);
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999")
 }
 
 /// Fresh random request id.
