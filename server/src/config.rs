@@ -97,6 +97,23 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAT_HEARTBEAT_MS", default_value_t = 250)]
     pub heartbeat_ms: u64,
 
+    /// Password tries (Login, and DeleteAccount's confirmation) per account
+    /// name before further tries are throttled to one per
+    /// window / this; 0 turns this limit off. Counted per replica.
+    #[arg(long, env = "CHAT_PASSWORD_TRIES_PER_ACCOUNT", default_value_t = 10)]
+    pub password_tries_per_account: u32,
+
+    /// Password tries per client IP address, whatever the account, before
+    /// further tries are throttled likewise; 0 turns this limit off (behind
+    /// a reverse proxy every client has the proxy's address).
+    #[arg(long, env = "CHAT_PASSWORD_TRIES_PER_ADDRESS", default_value_t = 100)]
+    pub password_tries_per_address: u32,
+
+    /// The window over which used password tries come back, in seconds.
+    #[arg(long, env = "CHAT_PASSWORD_TRIES_WINDOW_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub password_tries_window_secs: u64,
+
     /// Directory of the web app to serve on the client port [default: ./dist
     /// if it exists].
     #[arg(long, env = "CHAT_STATIC_DIR")]

@@ -19,7 +19,7 @@ use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::api::{ChatApi, Context};
-use crate::auth::{ClusterSecret, Passwords, Sessions};
+use crate::auth::{ClusterSecret, Passwords, Sessions, Throttle, throttle};
 use crate::config::ServeArgs;
 use crate::events::EventHub;
 use crate::proto::replication::ReplicaInfo;
@@ -123,6 +123,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         writer,
         sessions: Sessions::new(&secret, args.session_ttl_secs),
         passwords: Passwords::new().map_err(|e| ServeError::Config(e.to_string()))?,
+        throttle: Throttle::new(throttle::Limits {
+            per_account: args.password_tries_per_account,
+            per_address: args.password_tries_per_address,
+            window: Duration::from_secs(args.password_tries_window_secs),
+        }),
         events,
         servers: cluster.clone(),
         shutdown: shutdown_rx.clone(),

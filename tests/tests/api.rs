@@ -687,3 +687,110 @@ async fn grpc_web_and_cors_for_browsers() {
         "the server list names this replica: {text}"
     );
 }
+
+fn login(username: &str, password: &str) -> proto::LoginRequest {
+    proto::LoginRequest {
+        username: username.into(),
+        password: password.into(),
+    }
+}
+
+/// Guessing a password gets a few tries, then RESOURCE_EXHAUSTED with the
+/// wait -- per account name (existing or not), per address, and for
+/// DeleteAccount's password confirmation too; the right password is refused
+/// while throttled, and forgives the account's earlier failures.
+#[tokio::test]
+async fn password_guessing_is_throttled() {
+    let dir = TestDir::new("throttle");
+    let mut r = Replica::new(dir.path(), 1, vec![]);
+    r.extra_args.extend(
+        [
+            "--password-tries-per-account",
+            "3",
+            "--password-tries-per-address",
+            "9",
+        ]
+        .map(String::from),
+    );
+    r.start().await;
+    let mut c = r.client().await;
+    let ann = register(&mut c, "ann", "ann-password").await;
+    register(&mut c, "bob", "bob-password").await;
+
+    // Ann's owner mistypes twice, then gets it right: forgiven.
+    for _ in 0..2 {
+        expect_code(
+            c.login(login("ANN", "typo-typo")).await,
+            Code::Unauthenticated,
+        );
+    }
+    c.login(login("ann", "ann-password")).await.unwrap();
+    // A guesser gets three tries (address: 2 + 3 used of 9) ...
+    for _ in 0..3 {
+        expect_code(
+            c.login(login("ann", "guess-guess")).await,
+            Code::Unauthenticated,
+        );
+    }
+    // ... then even the right password is refused, with the wait.
+    let refused = expect_code(
+        c.login(login("Ann", "ann-password")).await,
+        Code::ResourceExhausted,
+    );
+    assert!(
+        refused.starts_with("too many wrong passwords for this account; try again in "),
+        "{refused}"
+    );
+    // A stolen session does not open another way to guess: DeleteAccount's
+    // confirmation counts against the same name (the address has tries
+    // left), and is refused before the password is checked.
+    let refused = expect_code(
+        c.delete_account(authed(
+            &ann.token,
+            proto::DeleteAccountRequest {
+                request_id: rid(),
+                password: "ann-password".into(),
+            },
+        ))
+        .await,
+        Code::ResourceExhausted,
+    );
+    assert!(refused.contains("for this account"), "{refused}");
+    // A name nobody has is throttled alike: nothing tells them apart
+    // (address: 8 of 9 used after these three).
+    for _ in 0..3 {
+        expect_code(
+            c.login(login("nobody", "guess-guess")).await,
+            Code::Unauthenticated,
+        );
+    }
+    let refused = expect_code(
+        c.login(login("nobody", "guess-guess")).await,
+        Code::ResourceExhausted,
+    );
+    assert!(refused.contains("for this account"), "{refused}");
+    // One more guess at another name uses the address up: Bob is refused
+    // from here, though his name was never guessed at.
+    expect_code(
+        c.login(login("carl", "guess-guess")).await,
+        Code::Unauthenticated,
+    );
+    let refused = expect_code(
+        c.login(login("bob", "bob-password")).await,
+        Code::ResourceExhausted,
+    );
+    assert!(
+        refused.starts_with("too many wrong passwords from your address; try again in "),
+        "{refused}"
+    );
+
+    // The account is untouched, and its session still works.
+    let me = c
+        .list_conversations(authed(
+            &ann.token,
+            proto::ListConversationsRequest::default(),
+        ))
+        .await;
+    assert!(me.is_ok(), "{me:?}");
+    r.terminate().await;
+}

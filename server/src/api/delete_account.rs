@@ -27,12 +27,16 @@ pub async fn handle(
         }
         Err(e) => return Err(e),
     };
+    let address = req.remote_addr().map(|a| a.ip());
     let req = req.into_inner();
     let rid = request_id(&req.request_id)?;
+    // Throttled like Login: a stolen session must not become a way to
+    // guess the password.
+    let name = &session.record.username;
+    let hash = Some(session.record.password_hash);
     if !ctx
-        .passwords
-        .verify(req.password, Some(session.record.password_hash))
-        .await
+        .check_password(name, address, req.password, hash)
+        .await?
     {
         return Err(ApiError::WrongPassword(
             "the password is incorrect; the account was not deleted".into(),

@@ -2,7 +2,8 @@
 //!
 //! Codes follow gRPC's meanings: the caller's fault is INVALID_ARGUMENT,
 //! NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION or PERMISSION_DENIED
-//! (never worth retrying as is); UNAVAILABLE means "this replica cannot
+//! (never worth retrying as is); RESOURCE_EXHAUSTED, too many password
+//! tries (worth retrying after the wait its message names); UNAVAILABLE means "this replica cannot
 //! serve this now, try another", which is what a client's failover keys on.
 //! Messages are sentences a user may be shown.
 
@@ -11,6 +12,7 @@ use tonic::Status;
 
 use crate::auth::SessionError;
 use crate::auth::password::HashError;
+use crate::auth::throttle::Throttled;
 use crate::ids::BadId;
 use crate::state::{CommandError, StorageError};
 use crate::writer::WriteError;
@@ -39,6 +41,8 @@ pub enum ApiError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Hash(#[from] HashError),
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
 }
 
 impl From<ApiError> for Status {
@@ -57,6 +61,7 @@ impl From<ApiError> for Status {
                 tracing::error!(error = %msg, "request failed on storage");
                 Status::unavailable(msg)
             }
+            ApiError::Throttled(_) => Status::resource_exhausted(msg),
             ApiError::Hash(_) => {
                 tracing::error!(error = %msg, "password hashing failed");
                 Status::internal(msg)

@@ -1,9 +1,12 @@
 //! Login: check a username and password, start a session.
 //!
 //! Wrong username and wrong password get the same answer (and take the same
-//! time), so Login does not reveal which usernames exist. A registration
+//! time, and are throttled alike: `auth::throttle`), so Login does not
+//! reveal which usernames exist. A registration
 //! that lost a same-name race to another replica is told so here, the first
 //! time its owner logs in after the race was decided.
+
+use std::net::IpAddr;
 
 use chat_shared::limits::PASSWORD_MAX_BYTES;
 use chat_shared::proto::{AuthResponse, LoginRequest};
@@ -12,7 +15,11 @@ use chat_shared::validate::{self, ValidationError};
 use super::{ApiError, Context, account_proto, lost_name};
 use crate::state::query;
 
-pub async fn handle(ctx: &Context, req: LoginRequest) -> Result<AuthResponse, ApiError> {
+pub async fn handle(
+    ctx: &Context,
+    address: Option<IpAddr>,
+    req: LoginRequest,
+) -> Result<AuthResponse, ApiError> {
     validate::username(&req.username)?;
     if req.password.len() > PASSWORD_MAX_BYTES {
         return Err(ValidationError::PasswordTooLong.into());
@@ -28,7 +35,9 @@ pub async fn handle(ctx: &Context, req: LoginRequest) -> Result<AuthResponse, Ap
         .as_ref()
         .filter(|r| !r.deleted)
         .map(|r| r.password_hash.clone());
-    if ctx.passwords.verify(req.password.clone(), hash).await
+    if ctx
+        .check_password(&req.username, address, req.password.clone(), hash)
+        .await?
         && let (Some(id), Some(rec)) = (owner, owner_rec.as_ref())
     {
         let (token, expires_at_ms) = ctx.issue(id);

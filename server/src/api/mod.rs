@@ -26,6 +26,7 @@ mod send_message;
 mod subscribe;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Passwords, SessionError, Sessions};
+use crate::auth::{Passwords, SessionError, Sessions, Throttle};
 use crate::events::EventHub;
 use crate::hlc;
 use crate::ids::{AccountId, MessageId, RequestId};
@@ -53,6 +54,8 @@ pub struct Context {
     pub writer: Writer,
     pub sessions: Sessions,
     pub passwords: Passwords,
+    /// Limits password tries per account name and per address.
+    pub throttle: Throttle,
     pub events: EventHub,
     pub servers: Arc<dyn ServerList>,
     /// Flips to true when the replica shuts down; ends live streams.
@@ -102,6 +105,39 @@ impl Context {
             query::account_status(&self.store.reader(), account)?,
             AccountStatus::Deleted(_)
         ))
+    }
+
+    /// Whether `password` is the one of the account named `name` (its
+    /// `hash`; `None` if there is no such account), once the guessing
+    /// throttle allows another try for that name from `address`.
+    pub async fn check_password(
+        &self,
+        name: &str,
+        address: Option<IpAddr>,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, ApiError> {
+        let norm = chat_shared::validate::normalize_username(name);
+        let emptied = self
+            .throttle
+            .begin(&norm, address, std::time::Instant::now())?;
+        if emptied.account || emptied.address {
+            // Once per emptying, not per refused try: guessers cannot flood
+            // the log.
+            tracing::warn!(
+                account = %norm,
+                address = ?address,
+                per_account = emptied.account,
+                per_address = emptied.address,
+                "password tries used up; further tries are throttled"
+            );
+        }
+        let ok = self.passwords.verify(password, hash).await;
+        if ok {
+            self.throttle
+                .succeeded(&norm, address, std::time::Instant::now());
+        }
+        Ok(ok)
     }
 
     /// A new session token for `account`.
@@ -222,7 +258,8 @@ impl proto::chat_server::Chat for ChatApi {
     }
 
     async fn login(&self, r: Request<proto::LoginRequest>) -> Reply<proto::AuthResponse> {
-        reply(login::handle(&self.ctx, r.into_inner()).await)
+        let address = r.remote_addr().map(|a| a.ip());
+        reply(login::handle(&self.ctx, address, r.into_inner()).await)
     }
 
     async fn list_accounts(

@@ -4,7 +4,9 @@
 pub mod password;
 pub mod secret;
 pub mod session;
+pub mod throttle;
 
 pub use password::Passwords;
 pub use secret::ClusterSecret;
 pub use session::{Claims, SessionError, Sessions};
+pub use throttle::Throttle;
