@@ -24,7 +24,11 @@ pub struct Cli {
 pub enum Command {
     /// Print a running replica's replication status (id, cutoffs, peers,
     /// state digest) as JSON.
-    Status(StatusArgs),
+    Status(AdminArgs),
+    /// Remove a replica from the cluster for good (its machine or disk is
+    /// gone). Ask any other replica; the replica to retire must be stopped.
+    /// Its id is never used again; its past writes stay.
+    Retire(RetireArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -147,7 +151,18 @@ impl ServeArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct StatusArgs {
+pub struct RetireArgs {
+    /// Id of the replica to retire.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=u16::MAX as i64))]
+    pub id: u32,
+
+    #[command(flatten)]
+    pub replica: AdminArgs,
+}
+
+/// How to reach a running replica as its operator.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
     /// Replication address of the replica to ask.
     #[arg(long, env = "CHAT_REPLICATION_ADDR", default_value = "127.0.0.1:7101")]
     pub replication_addr: String,
@@ -183,6 +198,15 @@ mod tests {
         assert!(Cli::try_parse_from(["chat-server", "--id", "0"]).is_err());
         let status = Cli::try_parse_from(["chat-server", "status", "--replication-addr", "x:1"]);
         assert!(matches!(status.unwrap().command, Some(Command::Status(_))));
+        let retire = Cli::try_parse_from(["chat-server", "retire", "--id", "2"]).unwrap();
+        assert!(matches!(
+            retire.command,
+            Some(Command::Retire(RetireArgs { id: 2, .. }))
+        ));
+        assert!(
+            Cli::try_parse_from(["chat-server", "retire"]).is_err(),
+            "--id is required"
+        );
     }
 
     impl Cli {

@@ -17,9 +17,11 @@
 //! * [`replication`]: relaying entries to peers, introductions, liveness.
 //! * [`auth`]: sessions (JWT) and passwords (argon2id).
 //! * [`server`]: wiring: listeners, TLS, health, reflection, shutdown.
+//! * [`admin`]: the operator commands (`status`, `retire`).
 //!
 //! `ARCHITECTURE.md` at the repository root walks a request through these.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod background_priority;
@@ -33,7 +35,7 @@ pub mod memtable_reaper;
 pub mod replication;
 pub mod server;
 pub mod state;
-pub mod status;
+
 pub mod storage;
 pub mod writer;
 

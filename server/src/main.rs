@@ -1,5 +1,6 @@
-//! `chat-server`: runs a replica, or (`chat-server status`) asks one for its
-//! replication status.
+//! `chat-server`: runs a replica, or (`chat-server status`, `chat-server
+//! retire`) asks a running one for its replication status or to retire a
+//! dead peer.
 
 use clap::Parser;
 
@@ -30,7 +31,8 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> std::process::ExitCode {
     let result = match cli.command {
-        Some(Command::Status(args)) => chat_server::status::run(args).await,
+        Some(Command::Status(args)) => chat_server::admin::status::run(args).await,
+        Some(Command::Retire(args)) => chat_server::admin::retire::run(args.id, args.replica).await,
         None => {
             // The storage engine's info logs are noise to an operator.
             let mut directives = cli.serve.log_level.clone();

@@ -26,7 +26,7 @@ use crate::proto::replication::ReplicaInfo;
 use crate::proto::replication::replication_server::ReplicationServer;
 use crate::replication::auth::{AddPeerKey, RequirePeerKey};
 use crate::replication::client::{Dialer, MAX_MESSAGE_BYTES};
-use crate::replication::{self, Cluster, ReplicationService, Settings, relay};
+use crate::replication::{self, Cluster, ClusterError, ReplicationService, Settings, relay};
 use crate::state::StorageError;
 use crate::storage::Store;
 use crate::writer::Writer;
@@ -80,6 +80,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         client_url: args.advertise_url(),
         replication_addr: args.replication_addr.to_string(),
         log_format: crate::entry::LOG_FORMAT,
+        retired: false,
     };
     let settings = Settings {
         relay_timeout: Duration::from_millis(args.relay_timeout_ms),
@@ -143,10 +144,23 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         "serving"
     );
 
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        let _ = shutdown_tx.send(true);
+    // Stop on a signal, or when a peer says this replica has been retired
+    // from the cluster (it must not serve writes nobody else will see).
+    let stopper = tokio::spawn({
+        let cluster = cluster.clone();
+        let id = args.id;
+        async move {
+            let why = tokio::select! {
+                _ = wait_for_signal() => None,
+                _ = cluster.wait_retired() => Some(ClusterError::Retired { id }),
+            };
+            match &why {
+                None => tracing::info!("shutting down"),
+                Some(e) => tracing::error!("{e}; shutting down"),
+            }
+            let _ = shutdown_tx.send(true);
+            why
+        }
     });
 
     let static_dir = static_dir(&args);
@@ -174,6 +188,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         tracing::warn!(error = %e, "could not flush write buffers; the next start replays the journal");
     }
     tracing::info!("stopped");
+    if stopper.is_finished()
+        && let Ok(Some(retired)) = stopper.await
+    {
+        return Err(ServeError::Config(retired.to_string()));
+    }
     Ok(())
 }
 

@@ -725,6 +725,7 @@ async fn a_replica_of_another_build_is_refused() {
         client_url: "http://127.0.0.1:9".into(),
         replication_addr: "127.0.0.1:9".into(),
         log_format,
+        retired: false,
     };
     // A build from before the log format was versioned sends none (0).
     let old = stranger(0);
@@ -771,16 +772,8 @@ async fn a_replica_of_another_build_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_command_shows_identity_log_format_and_peers() {
     let mut cluster = TestCluster::start("repl-status-cli", 2).await;
-    let run = |addr: String, secret: &str| {
-        std::process::Command::new(server_binary())
-            .args(["status", "--replication-addr", &addr])
-            .env("CHAT_CLUSTER_SECRET", secret)
-            .env_remove("CHAT_CLUSTER_SECRET_FILE")
-            .output()
-            .expect("run chat-server status")
-    };
     let addr = cluster.r(1).replication_addr.to_string();
-    let out = run(addr.clone(), SECRET);
+    let out = admin(&["status", "--replication-addr", &addr], SECRET);
     assert!(out.status.success(), "{out:?}");
     let status: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("status prints JSON");
@@ -792,10 +785,208 @@ async fn the_status_command_shows_identity_log_format_and_peers() {
     assert_eq!(peers[0]["replica"]["id"], 2);
     assert_eq!(peers[0]["live"], true);
     // Without the cluster secret the replication port does not answer.
-    let out = run(addr, "not-the-cluster-secret-at-all");
+    let out = admin(
+        &["status", "--replication-addr", &addr],
+        "not-the-cluster-secret-at-all",
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("need the cluster's peer key"), "{err}");
+}
+
+/// Runs an operator command (`chat-server status ...`, `retire ...`) with
+/// the cluster secret `secret`.
+fn admin(args: &[&str], secret: &str) -> std::process::Output {
+    std::process::Command::new(server_binary())
+        .args(args)
+        .env("CHAT_CLUSTER_SECRET", secret)
+        .env_remove("CHAT_CLUSTER_SECRET_FILE")
+        .output()
+        .expect("run chat-server")
+}
+
+/// The ids of the servers a replica lists to clients.
+async fn listed_servers(r: &Replica) -> Vec<u32> {
+    let mut ids: Vec<u32> = r
+        .client()
+        .await
+        .list_servers(proto::ListServersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .servers
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Replica `of`'s view of peer `peer`, from its status.
+async fn peer_status(cluster: &TestCluster, of: u32, peer: u32) -> repl::PeerStatus {
+    cluster
+        .status(of)
+        .await
+        .unwrap()
+        .peers
+        .into_iter()
+        .find(|p| p.info.as_ref().is_some_and(|i| i.id == peer))
+        .unwrap_or_else(|| panic!("replica {of} does not know replica {peer}"))
+}
+
+/// Waits for a replica to exit by itself; its exit code.
+async fn exits(r: &mut Replica) -> i32 {
+    let t = Instant::now();
+    loop {
+        if let Some(code) = r.exit_code() {
+            return code;
+        }
+        assert!(t.elapsed() < CONVERGE, "replica {} kept running", r.id);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A replica gone for good is retired through another one: only once it is
+/// stopped; every replica then stops listing it and relaying to it, a new
+/// replica never learns of it as a member, its past writes stay, and if it
+/// comes back it is refused and stops by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_replica_leaves_the_cluster_for_good() {
+    let mut cluster =
+        TestCluster::start_with("repl-retire", 3, &["--relay-timeout-ms", "1000"]).await;
+    let mut c3 = cluster.r(3).client().await;
+    let ann = register(&mut c3, "ann", "ann-password").await;
+    let bob = register(&mut c3, "bob", "bob-password").await;
+    let mut acked = send_many(cluster.r(3), &ann, &id(&bob), 5, "via three").await;
+    cluster.converge(CONVERGE).await;
+
+    let retire = |via: &Replica, id: u32| {
+        let out = admin(
+            &[
+                "retire",
+                "--id",
+                &id.to_string(),
+                "--replication-addr",
+                &via.replication_addr.to_string(),
+            ],
+            SECRET,
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = retire(cluster.r(1), 3);
+    assert!(!ok && text.contains("replica 3 is running"), "{text}");
+    let (ok, text) = retire(cluster.r(1), 1);
+    assert!(!ok && text.contains("cannot retire itself"), "{text}");
+    let (ok, text) = retire(cluster.r(1), 9);
+    assert!(!ok && text.contains("not part of this cluster"), "{text}");
+    assert_eq!(listed_servers(cluster.r(1)).await, [1, 2, 3]);
+
+    cluster.r(3).terminate().await;
+    let t = Instant::now();
+    while peer_status(&cluster, 1, 3).await.live {
+        assert!(t.elapsed() < CONVERGE, "replica 1 never saw replica 3 stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, text) = retire(cluster.r(1), 3);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("replica 3 is retired (told replica 2 at once)"),
+        "{text}"
+    );
+    // Retiring again is harmless.
+    assert!(retire(cluster.r(2), 3).0);
+    for r in 1..=2 {
+        assert_eq!(listed_servers(cluster.r(r)).await, [1, 2], "replica {r}");
+        let p3 = peer_status(&cluster, r, 3).await;
+        assert!(p3.retired && !p3.live, "replica {r}: {p3:?}");
+    }
+    acked.extend(send_many(cluster.r(2), &bob, &id(&ann), 5, "after").await);
+
+    // It comes back: refused by its peers, it says why and stops.
+    cluster.r(3).spawn();
+    assert_ne!(exits(cluster.r(3)).await, 0);
+    let log = cluster.r(3).log_tail();
+    assert!(log.contains("has been retired from its cluster"), "{log}");
+    assert_eq!(listed_servers(cluster.r(1)).await, [1, 2]);
+
+    // A new replica joining through replica 2 learns of the retirement (not
+    // of a member to sync with) and holds the retired replica's writes.
+    let addr2 = cluster.r(2).replication_addr;
+    let four = cluster.add(vec![addr2]);
+    cluster.r(four).start().await;
+    cluster.converge(CONVERGE).await;
+    assert_eq!(listed_servers(cluster.r(four)).await, [1, 2, 4]);
+    assert!(peer_status(&cluster, four, 3).await.retired);
+    let ids: HashSet<_> = history(cluster.r(four), &ann.token, &id(&bob))
+        .await
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert!(
+        acked.iter().all(|a| ids.contains(a)),
+        "replica 4 lacks writes"
+    );
+}
+
+/// A replica retired while it was only unreachable (paused here) finds out
+/// when it is reachable again, and stops instead of serving writes that
+/// nobody else would ever see. A replica that was unreachable too when the
+/// retirement happened learns it when it comes back, and its stale network
+/// list does not bring the retired one back anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_replica_that_was_only_cut_off_stops_when_it_reconnects() {
+    let mut cluster =
+        TestCluster::start_with("repl-retire-paused", 3, &["--relay-timeout-ms", "1000"]).await;
+    for r in [2, 3] {
+        cluster.r(r).signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+    let t = Instant::now();
+    while peer_status(&cluster, 1, 2).await.live || peer_status(&cluster, 1, 3).await.live {
+        assert!(
+            t.elapsed() < CONVERGE,
+            "the paused replicas still count as live"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let addr1 = cluster.r(1).replication_addr.to_string();
+    let out = admin(
+        &["retire", "--id", "3", "--replication-addr", &addr1],
+        SECRET,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("no other replica is live there"), "{said}");
+
+    // Replica 2 comes back first, with a list in which 3 is a member.
+    cluster.r(2).signal(nix::sys::signal::Signal::SIGCONT);
+    let t = Instant::now();
+    while !peer_status(&cluster, 1, 2).await.live || !peer_status(&cluster, 2, 3).await.retired {
+        assert!(
+            t.elapsed() < CONVERGE,
+            "replica 2 never learnt of the retirement"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A few heartbeats later, still retired everywhere.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for r in 1..=2 {
+        assert!(peer_status(&cluster, r, 3).await.retired, "replica {r}");
+        assert_eq!(listed_servers(cluster.r(r)).await, [1, 2], "replica {r}");
+    }
+
+    cluster.r(3).signal(nix::sys::signal::Signal::SIGCONT);
+    assert_ne!(exits(cluster.r(3)).await, 0);
+    let log = cluster.r(3).log_tail();
+    assert!(
+        log.contains("the peer says this replica has been retired"),
+        "{log}"
+    );
+    for r in 1..=2 {
+        assert_eq!(listed_servers(cluster.r(r)).await, [1, 2], "replica {r}");
+    }
+    cluster.converge(CONVERGE).await;
 }
 
 /// The answer to the first batch of a relay stream, or the call's (or the

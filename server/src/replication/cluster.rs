@@ -47,6 +47,9 @@ pub enum LinkState {
     Syncing,
     /// Relaying, and accepting its relays.
     Live,
+    /// Removed from the cluster by an operator, for good: never relayed to,
+    /// refused whenever it calls. Final: no other state follows it.
+    Retired,
 }
 
 /// A local entry batch waiting to be relayed to one peer.
@@ -104,7 +107,7 @@ impl Link {
 
     pub fn set_state(&self, state: LinkState) {
         let mut s = lock(&self.status);
-        if s.state != state {
+        if s.state != state && s.state != LinkState::Retired {
             tracing::info!(peer = self.id, from = ?s.state, to = ?state, "link state");
             s.state = state;
             s.since = Instant::now();
@@ -165,6 +168,27 @@ pub enum ClusterError {
         existing: String,
         addr: String,
     },
+    #[error(
+        "this replica (id {id}) has been retired from its cluster by an operator and may not \
+         serve again; to add a replica, start one with a new id and an empty data directory"
+    )]
+    Retired { id: u32 },
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Why a replica cannot be retired.
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError {
+    #[error("a replica cannot retire itself; ask one of its peers")]
+    Itself,
+    #[error("replica {0} is not part of this cluster")]
+    Unknown(u32),
+    #[error(
+        "replica {0} is running and connected to this replica; stop it for good first \
+         (retiring a running replica would cut off writes it alone holds)"
+    )]
+    Running(u32),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
 }
@@ -179,6 +203,8 @@ pub struct Cluster {
     started: watch::Sender<bool>,
     /// Set once start-up sync is done and the client API is served.
     pub serving: AtomicBool,
+    /// Set when a peer says this replica has been retired: it must stop.
+    retired: watch::Sender<bool>,
 }
 
 const PEER_KEY_PREFIX: &str = "peer/";
@@ -202,6 +228,7 @@ impl Cluster {
             links: Mutex::new(BTreeMap::new()),
             started: watch::channel(false).0,
             serving: AtomicBool::new(false),
+            retired: watch::channel(false).0,
         });
         for (_, bytes) in cluster.store.meta_scan(PEER_KEY_PREFIX)? {
             let info = ReplicaInfo::decode(bytes.as_slice())
@@ -228,7 +255,51 @@ impl Cluster {
             .collect()
     }
 
-    /// Every replica known here, this one included.
+    /// Whether replica `id` has been retired from the cluster.
+    pub fn is_retired(&self, id: u32) -> bool {
+        self.link(id)
+            .is_some_and(|l| l.state() == LinkState::Retired)
+    }
+
+    /// Removes replica `id` from the cluster for good. If `check_dead`, it
+    /// must not be live or syncing here (a replica that is still running
+    /// must be stopped first). Returns whether it was news. Peers learn of it from this
+    /// replica's network list (heartbeats, introductions); the caller also
+    /// tells the live ones at once.
+    pub fn retire(&self, id: u32, check_dead: bool) -> Result<bool, RetireError> {
+        if id == self.me.id {
+            return Err(RetireError::Itself);
+        }
+        let link = self.link(id).ok_or(RetireError::Unknown(id))?;
+        match link.state() {
+            LinkState::Retired => return Ok(false),
+            LinkState::Live | LinkState::Syncing if check_dead => {
+                return Err(RetireError::Running(id));
+            }
+            _ => {}
+        }
+        let mut info = link.info();
+        info.retired = true;
+        self.store.meta_put(&peer_key(id), &info.encode_to_vec())?;
+        *lock(&link.info) = info;
+        link.set_state(LinkState::Retired);
+        tracing::warn!(peer = id, "replica retired from the cluster by an operator");
+        Ok(true)
+    }
+
+    /// A peer refused this replica as retired: stop serving.
+    pub fn learn_retired(&self) {
+        self.retired.send_replace(true);
+    }
+
+    /// Resolves once this replica has learnt that it was retired.
+    pub async fn wait_retired(&self) {
+        let mut rx = self.retired.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Every replica known here, this one included (retired ones too, so
+    /// the retirement travels with the list).
     pub fn network(&self) -> Vec<ReplicaInfo> {
         let mut all = vec![self.me.clone()];
         all.extend(self.links().iter().map(|l| l.info()));
@@ -261,6 +332,22 @@ impl Cluster {
                     addr: known.replication_addr.clone(),
                 });
             }
+            // A retirement is final: later news of the replica is stale.
+            if known.retired {
+                return Ok(Some(link.clone()));
+            }
+            if info.retired {
+                tracing::warn!(
+                    peer = info.id,
+                    "replica retired from the cluster (learnt from a peer)"
+                );
+                self.store
+                    .meta_put(&peer_key(info.id), &info.encode_to_vec())?;
+                *known = info;
+                drop(known);
+                link.set_state(LinkState::Retired);
+                return Ok(Some(link.clone()));
+            }
             // Only the addresses make a move. `log_format` describes the
             // running build and travels second-hand in network lists, where
             // a peer's stored copy may be older than the peer: it is checked
@@ -280,11 +367,16 @@ impl Cluster {
             .meta_put(&peer_key(info.id), &info.encode_to_vec())?;
         tracing::info!(peer = info.id, addr = %info.replication_addr, "new peer");
         let (tx, rx) = mpsc::unbounded_channel();
+        let state = if info.retired {
+            LinkState::Retired
+        } else {
+            LinkState::Dead
+        };
         let link = Arc::new(Link {
             id: info.id,
             info: Mutex::new(info),
             status: Mutex::new(LinkStatus {
-                state: LinkState::Dead,
+                state,
                 since: Instant::now(),
                 generation: 0,
                 last_contact: None,
@@ -320,7 +412,7 @@ impl Cluster {
             join.iter().map(|a| (a.clone(), None)).collect();
         for link in self.links() {
             let addr = link.info().replication_addr;
-            if !join.contains(&addr) {
+            if !join.contains(&addr) && link.state() != LinkState::Retired {
                 candidates.push((addr, Some(link.id)));
             }
         }
@@ -333,6 +425,7 @@ impl Cluster {
                     break;
                 }
                 Err(IntroError::Clash(e)) => return Err(e),
+                Err(IntroError::Retired) => return Err(self.retired_error()),
                 Err(e) => tracing::warn!(%addr, error = %e, "introduction failed"),
             }
         }
@@ -354,17 +447,21 @@ impl Cluster {
             match introduce(self, addr, None).await {
                 Ok(peer) => tracing::info!(peer = peer.id, %addr, "synced"),
                 Err(IntroError::Clash(e)) => return Err(e),
+                Err(IntroError::Retired) => return Err(self.retired_error()),
                 Err(e) => tracing::warn!(%addr, error = %e, "introduction failed"),
             }
         }
         for link in self.links() {
-            if Some(link.id) == first || link.state() == LinkState::Live {
+            if Some(link.id) == first
+                || matches!(link.state(), LinkState::Live | LinkState::Retired)
+            {
                 continue;
             }
             let addr = link.info().replication_addr;
             match introduce(self, &addr, Some(link.id)).await {
                 Ok(_) => tracing::info!(peer = link.id, "synced"),
                 Err(IntroError::Clash(e)) => return Err(e),
+                Err(IntroError::Retired) => return Err(self.retired_error()),
                 Err(e) => {
                     tracing::warn!(peer = link.id, error = %e, "peer unreachable at start-up")
                 }
@@ -372,6 +469,10 @@ impl Cluster {
         }
         self.started.send_replace(true);
         Ok(())
+    }
+
+    fn retired_error(&self) -> ClusterError {
+        ClusterError::Retired { id: self.me.id }
     }
 }
 
@@ -386,11 +487,16 @@ impl ServerList for Cluster {
             url: self.me.client_url.clone(),
             live: true,
         }];
-        out.extend(self.links().iter().map(|l| Server {
-            id: l.id,
-            url: l.info().client_url,
-            live: l.state() == LinkState::Live,
-        }));
+        out.extend(
+            self.links()
+                .iter()
+                .filter(|l| l.state() != LinkState::Retired)
+                .map(|l| Server {
+                    id: l.id,
+                    url: l.info().client_url,
+                    live: l.state() == LinkState::Live,
+                }),
+        );
         out
     }
 }

@@ -54,6 +54,9 @@ pub enum IntroError {
     Apply(String),
     #[error("{0}")]
     Incompatible(String),
+    /// The peer says this replica has been retired from the cluster.
+    #[error("this replica has been retired from the cluster")]
+    Retired,
     #[error(transparent)]
     Clash(#[from] ClusterError),
 }
@@ -92,6 +95,8 @@ pub async fn introduce(
                     existing: "(see the peer's log)".into(),
                     addr: addr.to_string(),
                 })
+            } else if super::service::is_retired_refusal(&s) {
+                IntroError::Retired
             } else {
                 call_error(s)
             }
@@ -122,6 +127,12 @@ pub async fn introduce(
         });
     }
     super::service::same_log_format(&responder).map_err(IntroError::Incompatible)?;
+    if cluster.is_retired(responder.id) {
+        return Err(IntroError::Incompatible(format!(
+            "replica {} has been retired from the cluster",
+            responder.id
+        )));
+    }
     for info in hello.network {
         if info.id != responder.id {
             cluster.add_peer(info)?;

@@ -75,9 +75,12 @@ pub async fn run(
             LinkState::Dead => task.dead().await,
             LinkState::Syncing => task.syncing().await,
             LinkState::Live => task.live(generation).await,
+            // Nothing is ever sent to it again; batches queued later are
+            // dropped with the queue, which settles them.
+            LinkState::Retired => false,
         };
         if !open {
-            return; // the replica is shutting down
+            return; // the replica is shutting down, or the peer was retired
         }
     }
 }
@@ -113,6 +116,14 @@ impl LinkTask {
             }
             Err(IntroError::Clash(e)) => {
                 tracing::error!(peer = link.id, error = %e, "id clash")
+            }
+            Err(IntroError::Retired) => {
+                tracing::error!(
+                    peer = link.id,
+                    "the peer says this replica has been retired from the cluster; stopping"
+                );
+                self.cluster.learn_retired();
+                return false;
             }
             Err(e) => tracing::debug!(peer = link.id, error = %e, "introduction failed"),
         }

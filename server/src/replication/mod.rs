@@ -21,6 +21,10 @@
 //! peers are retried every two heartbeat intervals, so a healed partition or
 //! a restarted replica comes back without waiting for a write.
 //!
+//! Membership only grows, except by an operator's [`retire`]: a replica
+//! gone for good is marked retired, and that mark spreads with the network
+//! lists until every replica has stopped relaying to it and refuses it.
+//!
 //! `docs/replication.md` describes the guarantees and the failure model.
 
 pub mod auth;
@@ -30,6 +34,7 @@ pub mod cluster;
 mod introduce;
 mod link;
 pub mod relay;
+mod retire;
 pub mod service;
 pub mod snapshot;
 

@@ -18,8 +18,9 @@ use crate::entry::Entry;
 use crate::proto::replication::replication_server::Replication;
 use crate::proto::replication::{
     EntryChunk, HeartbeatRequest, HeartbeatResponse, Hello, IntroduceRequest, IntroduceResponse,
-    PeerStatus, PushRequest, PushResponse, RelayRequest, RelayResponse, ReplicaInfo, SnapshotChunk,
-    SnapshotRequest, StatusRequest, StatusResponse, introduce_response,
+    PeerStatus, PushRequest, PushResponse, RelayRequest, RelayResponse, ReplicaInfo, RetireRequest,
+    RetireResponse, SnapshotChunk, SnapshotRequest, StatusRequest, StatusResponse,
+    introduce_response,
 };
 use crate::writer::WriteError;
 
@@ -33,18 +34,33 @@ impl ReplicationService {
     }
 }
 
-/// The calling replica, from a request's `from`, which must be complete and
-/// write the same log format as this replica.
-pub(super) fn sender(from: Option<ReplicaInfo>) -> Result<ReplicaInfo, Status> {
+/// The calling replica, from a request's `from`, which must be complete,
+/// not retired, and write the same log format as this replica.
+pub(super) fn sender(cluster: &Cluster, from: Option<ReplicaInfo>) -> Result<ReplicaInfo, Status> {
     let from = from.ok_or_else(|| Status::invalid_argument("missing 'from'"))?;
     if from.id == 0 || from.instance.is_empty() || from.replication_addr.is_empty() {
         return Err(Status::invalid_argument("incomplete replica info"));
+    }
+    if cluster.is_retired(from.id) {
+        tracing::debug!(peer = from.id, "refused a retired replica");
+        return Err(Status::failed_precondition(format!(
+            "replica {} {RETIRED}",
+            from.id
+        )));
     }
     same_log_format(&from).map_err(|e| {
         tracing::error!(peer = from.id, "{e}");
         Status::failed_precondition(e)
     })?;
     Ok(from)
+}
+
+/// How a refusal of a retired replica reads; the refused replica recognises
+/// it ([`is_retired_refusal`]) and stops.
+const RETIRED: &str = "has been retired from this cluster by an operator";
+
+pub(super) fn is_retired_refusal(status: &Status) -> bool {
+    status.code() == tonic::Code::FailedPrecondition && status.message().contains(RETIRED)
 }
 
 /// Refuses a peer that writes another log format than this build.
@@ -90,7 +106,7 @@ impl Replication for ReplicationService {
         request: Request<IntroduceRequest>,
     ) -> Result<Response<IntroduceStream>, Status> {
         let req = request.into_inner();
-        let from = sender(req.from)?;
+        let from = sender(&self.cluster, req.from)?;
         let link = self
             .cluster
             .add_peer(from.clone())
@@ -142,7 +158,7 @@ impl Replication for ReplicationService {
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("empty push"))?;
-        let from = sender(first.from)?;
+        let from = sender(&self.cluster, first.from)?;
         let link = self
             .cluster
             .link(from.id)
@@ -191,7 +207,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        let from = sender(request.into_inner().from)?;
+        let from = sender(&self.cluster, request.into_inner().from)?;
         let caller_live = match self.cluster.link(from.id) {
             Some(link) if link.info().instance == from.instance => {
                 link.touch();
@@ -204,6 +220,15 @@ impl Replication for ReplicationService {
             caller_live,
             network: self.cluster.network(),
         }))
+    }
+
+    async fn retire(
+        &self,
+        request: Request<RetireRequest>,
+    ) -> Result<Response<RetireResponse>, Status> {
+        super::retire::handle(&self.cluster, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn status(
@@ -231,6 +256,7 @@ impl Replication for ReplicationService {
                 .map(|l| PeerStatus {
                     info: Some(l.info()),
                     live: l.state() == LinkState::Live,
+                    retired: l.state() == LinkState::Retired,
                     last_contact_ms_ago: l.last_contact().map_or(-1, |d| d.as_millis() as i64),
                 })
                 .collect(),
@@ -302,7 +328,7 @@ async fn serve_relay(
             msg = inbound.message(), if reading => match msg {
                 Ok(Some(req)) => {
                     if from.is_none() {
-                        match sender(req.from) {
+                        match sender(&cluster, req.from) {
                             Ok(f) => from = Some(f),
                             Err(status) => {
                                 let _ = out.send(Err(status)).await;

@@ -49,7 +49,7 @@ pub fn serve(
     cluster: &Arc<Cluster>,
     request: SnapshotRequest,
 ) -> Result<ReceiverStream<Result<SnapshotChunk, Status>>, Status> {
-    let from = super::service::sender(request.from)?;
+    let from = super::service::sender(cluster, request.from)?;
     // The same identity checks as an introduction: a replica reusing
     // another's id gets nothing.
     cluster

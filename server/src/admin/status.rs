@@ -5,39 +5,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::auth::ClusterSecret;
-use crate::config::StatusArgs;
+use super::{AdminArgs, dial};
 use crate::proto::replication::StatusRequest;
-use crate::replication::auth::AddPeerKey;
-use crate::replication::client::Dialer;
 
-pub async fn run(args: StatusArgs) -> Result<(), String> {
-    let secret = match std::env::var("CHAT_CLUSTER_SECRET") {
-        Ok(v) => v.trim().as_bytes().to_vec(),
-        Err(_) => {
-            let path = args.cluster_secret_file.as_ref().ok_or(
-                "pass --cluster-secret-file (or set CHAT_CLUSTER_SECRET): the replication port only answers peers",
-            )?;
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-                .trim()
-                .as_bytes()
-                .to_vec()
-        }
-    };
-    let secret = ClusterSecret::new(secret)?;
-    let tls_ca = match &args.tls_ca {
-        Some(p) => Some(std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?),
-        None => None,
-    };
-    let dialer = Dialer {
-        key: AddPeerKey::new(&secret),
-        tls_ca,
-        dead_after: Duration::from_secs(5),
-    };
-    let mut client = dialer
-        .client(&args.replication_addr)
-        .map_err(|e| e.to_string())?;
+pub async fn run(args: AdminArgs) -> Result<(), String> {
+    let mut client = dial(&args)?;
     let status = tokio::time::timeout(
         Duration::from_secs(30),
         client.status(StatusRequest::default()),
@@ -66,6 +38,7 @@ pub async fn run(args: StatusArgs) -> Result<(), String> {
         "peers": status.peers.iter().map(|p| json!({
             "replica": info(&p.info),
             "live": p.live,
+            "retired": p.retired,
             "last_contact_ms_ago": p.last_contact_ms_ago,
         })).collect::<Vec<_>>(),
     });

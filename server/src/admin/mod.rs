@@ -1,0 +1,44 @@
+//! Operator commands: `chat-server status` and `chat-server retire` talk to a
+//! running replica's replication port, as a peer would, with the cluster
+//! secret.
+
+pub mod retire;
+pub mod status;
+
+use std::time::Duration;
+
+use crate::auth::ClusterSecret;
+pub use crate::config::AdminArgs;
+use crate::replication::auth::AddPeerKey;
+use crate::replication::client::{Dialer, PeerClient};
+
+/// A client for the replica `args` names, authenticated with the cluster
+/// secret (CHAT_CLUSTER_SECRET, else --cluster-secret-file).
+fn dial(args: &AdminArgs) -> Result<PeerClient, String> {
+    let secret = match std::env::var("CHAT_CLUSTER_SECRET") {
+        Ok(v) => v.trim().as_bytes().to_vec(),
+        Err(_) => {
+            let path = args.cluster_secret_file.as_ref().ok_or(
+                "pass --cluster-secret-file (or set CHAT_CLUSTER_SECRET): the replication port only answers peers",
+            )?;
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+                .trim()
+                .as_bytes()
+                .to_vec()
+        }
+    };
+    let secret = ClusterSecret::new(secret)?;
+    let tls_ca = match &args.tls_ca {
+        Some(p) => Some(std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?),
+        None => None,
+    };
+    let dialer = Dialer {
+        key: AddPeerKey::new(&secret),
+        tls_ca,
+        dead_after: Duration::from_secs(5),
+    };
+    dialer
+        .client(&args.replication_addr)
+        .map_err(|e| e.to_string())
+}
