@@ -339,6 +339,15 @@ impl Browser {
         .await
     }
 
+    /// Waits until the page's title (the browser tab's) is `wanted`.
+    pub async fn wait_title(&self, wanted: &str) {
+        self.wait(&format!("the title to be {wanted:?}"), || async {
+            let title = self.client.title().await.ok()?;
+            (title == wanted).then_some(())
+        })
+        .await
+    }
+
     /// Runs a script in the page (`arguments[i]` are `args`).
     pub async fn js(&self, script: &str, args: Vec<Value>) -> Value {
         self.client

@@ -111,12 +111,15 @@ async fn two_users_chat_live_delete_and_survive_a_replica_kill() {
     bob.wait_text("li.conversation[data-peer=ann] .badge", "1")
         .await;
     bob.wait_text("#unread-total", "1").await;
+    // The tab's title says so too, for whoever is in another tab.
+    bob.wait_title("(1) Relay — chat").await;
     bob.screenshot("03-unread").await;
 
     // Opening it shows it and marks it read; Ann sees the read receipt.
     bob.click("li.conversation[data-peer=ann] button").await;
     wait_count_text(&bob, "li.msg .body", HELLO, 1).await;
     bob.wait_text("#unread-total", "0").await;
+    bob.wait_title("Relay — chat").await;
     bob.wait_gone("li.conversation[data-peer=ann] .badge").await;
     ann.wait_text("li.msg.mine .status", "Read").await;
 

@@ -22,6 +22,9 @@ use wasm_bindgen::JsValue;
 use crate::app::{ACCOUNTS_PAGE, App, Dialog, Notice, Tab, sentence};
 use crate::net;
 
+/// The page's title, as in `index.html`.
+const TITLE: &str = "Relay — chat";
+
 fn use_app() -> App {
     expect_context::<App>()
 }
@@ -31,6 +34,15 @@ pub fn Root() -> impl IntoView {
     let app = App::new();
     provide_context(app);
     app.start();
+    // The tab's title carries the unread count, so new mail shows from
+    // another tab.
+    Effect::new(move |_| {
+        let unread = app.me.with(Option::is_some).then(|| app.unread.get());
+        document().set_title(&match unread {
+            Some(n) if n > 0 => format!("({n}) {TITLE}"),
+            _ => TITLE.to_string(),
+        });
+    });
     view! {
         <div class="shell">
             <TopBar />
