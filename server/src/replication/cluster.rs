@@ -106,14 +106,23 @@ impl Link {
     }
 
     pub fn set_state(&self, state: LinkState) {
+        self.change_state(state, |_| true);
+    }
+
+    /// Moves to `state` if the current state passes `allowed` (checked and
+    /// changed under one lock); returns the state it had. A retired link
+    /// stays retired whatever is asked.
+    fn change_state(&self, state: LinkState, allowed: impl FnOnce(LinkState) -> bool) -> LinkState {
         let mut s = lock(&self.status);
-        if s.state != state && s.state != LinkState::Retired {
-            tracing::info!(peer = self.id, from = ?s.state, to = ?state, "link state");
+        let was = s.state;
+        if was != state && was != LinkState::Retired && allowed(was) {
+            tracing::info!(peer = self.id, from = ?was, to = ?state, "link state");
             s.state = state;
             s.since = Instant::now();
             s.generation += 1;
             self.changed.notify_waiters();
         }
+        was
     }
 
     /// Resolves at the next change of state (create it before checking the
@@ -263,26 +272,30 @@ impl Cluster {
 
     /// Removes replica `id` from the cluster for good. If `check_dead`, it
     /// must not be live or syncing here (a replica that is still running
-    /// must be stopped first). Returns whether it was news. Peers learn of it from this
-    /// replica's network list (heartbeats, introductions); the caller also
-    /// tells the live ones at once.
+    /// must be stopped first). Returns whether it was news. Peers learn of
+    /// it from this replica's network list (heartbeats, introductions); the
+    /// caller also tells the live ones at once.
     pub fn retire(&self, id: u32, check_dead: bool) -> Result<bool, RetireError> {
         if id == self.me.id {
             return Err(RetireError::Itself);
         }
         let link = self.link(id).ok_or(RetireError::Unknown(id))?;
-        match link.state() {
-            LinkState::Retired => return Ok(false),
-            LinkState::Live | LinkState::Syncing if check_dead => {
-                return Err(RetireError::Running(id));
-            }
-            _ => {}
+        // Checked and changed at once: an introduction cannot make it live
+        // in between.
+        let running = |s| matches!(s, LinkState::Live | LinkState::Syncing);
+        let was = link.change_state(LinkState::Retired, |s| !(check_dead && running(s)));
+        if check_dead && running(was) {
+            return Err(RetireError::Running(id));
         }
         let mut info = link.info();
+        if info.retired {
+            return Ok(false);
+        }
         info.retired = true;
+        // If this write is lost to a crash, the peers told meanwhile hand
+        // the retirement back in their network lists.
         self.store.meta_put(&peer_key(id), &info.encode_to_vec())?;
         *lock(&link.info) = info;
-        link.set_state(LinkState::Retired);
         tracing::warn!(peer = id, "replica retired from the cluster by an operator");
         Ok(true)
     }
