@@ -29,6 +29,17 @@ pub enum Command {
     /// gone). Ask any other replica; the replica to retire must be stopped.
     /// Its id is never used again; its past writes stay.
     Retire(RetireArgs),
+    /// Check a stopped replica's data directory: replay its log into a
+    /// scratch store and compare with its state (and check the log has no
+    /// gaps and no deleted content left). Prints JSON; exits 1 on a mismatch.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The replica's data directory (as given to --data-dir).
+    #[arg(long, env = "CHAT_DATA_DIR")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

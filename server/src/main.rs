@@ -1,6 +1,6 @@
-//! `chat-server`: runs a replica, or (`chat-server status`, `chat-server
-//! retire`) asks a running one for its replication status or to retire a
-//! dead peer.
+//! `chat-server`: runs a replica, or (`chat-server status`, `retire`) asks a
+//! running one for its replication status or to retire a dead peer, or
+//! (`chat-server verify`) checks a stopped one's data directory.
 
 use clap::Parser;
 
@@ -33,6 +33,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Status(args)) => chat_server::admin::status::run(args).await,
         Some(Command::Retire(args)) => chat_server::admin::retire::run(args.id, args.replica).await,
+        Some(Command::Verify(args)) => chat_server::admin::verify::run(args),
         None => {
             // The storage engine's info logs are noise to an operator.
             let mut directives = cli.serve.log_level.clone();

@@ -471,6 +471,14 @@ async fn deleted_messages_and_accounts_leave_every_replicas_log() {
         creations.sort();
         assert_eq!(creations, vec!["ann", "bob"], "replica {}", r.id);
         assert_eq!(erased_creations, vec!["carl"], "replica {}", r.id);
+        // And the state is what replaying that log gives.
+        let dir = r.data_dir.to_string_lossy().to_string();
+        let out = admin(&["verify", "--data-dir", &dir], SECRET);
+        assert!(out.status.success(), "replica {}: {out:?}", r.id);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["unerased_entries"], 0, "{report}");
+        assert_eq!(report["log_entries"], log.len(), "{report}");
     }
 }
 

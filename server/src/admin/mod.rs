@@ -1,9 +1,10 @@
 //! Operator commands: `chat-server status` and `chat-server retire` talk to a
 //! running replica's replication port, as a peer would, with the cluster
-//! secret.
+//! secret; `chat-server verify` checks a stopped replica's data directory.
 
 pub mod retire;
 pub mod status;
+pub mod verify;
 
 use std::time::Duration;
 

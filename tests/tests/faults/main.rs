@@ -187,6 +187,7 @@ async fn faults() {
         replicas.iter().map(|r| r.data_dir.clone()).collect()
     };
     checker::check_logs(&data_dirs, &records, &mut anomalies);
+    checker::check_replay(&data_dirs, &mut anomalies);
 
     // Summary.
     eprintln!("\n=== fault-injection summary (seed {}) ===", config.seed);
