@@ -29,6 +29,9 @@ enum Workload {
     /// `ListServers` round trips (no storage, no session): the machine's
     /// ceiling for gRPC calls, to read the other figures against.
     Ping,
+    /// `chat-server verify` (replay the log, compare with the state) on a
+    /// stopped replica holding 1 000 000 messages: time and peak memory.
+    Verify,
 }
 
 #[derive(Debug, Parser)]
@@ -54,7 +57,7 @@ struct Args {
     /// Replicas of the local cluster.
     #[arg(long, default_value_t = 3)]
     replicas: u32,
-    /// Messages (restart) or operations (catchup) to generate.
+    /// Messages (restart, verify) or operations (catchup) to generate.
     #[arg(long, default_value_t = 1_000_000)]
     size: u64,
     /// Seed of every random choice.
@@ -75,6 +78,7 @@ async fn main() {
         match args.workload {
             Workload::Restart => workloads::restart::run(args.size, args.seed).await,
             Workload::Catchup => vec![workloads::catchup::run(args.size, args.seed).await],
+            Workload::Verify => vec![workloads::verify::run(args.size, args.seed).await],
             Workload::History => {
                 let target = workloads::history::target(args.replicas, args.seed).await;
                 let mut rows = Vec::new();

@@ -6,3 +6,4 @@ pub mod live;
 pub mod ping;
 pub mod restart;
 pub mod send;
+pub mod verify;

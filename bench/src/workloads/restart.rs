@@ -15,16 +15,7 @@ use crate::target::Target;
 
 pub async fn run(messages: u64, seed: u64) -> Vec<Row> {
     let mut cluster = Target::prepare(1);
-    let dir = cluster.replicas[0].data_dir.clone();
-    let t = Instant::now();
-    let accounts = 1000;
-    let data = dataset::build(&dir, 1, "r", accounts, messages, seed, |_, rng| {
-        use rand::Rng;
-        let a = rng.random_range(0..accounts);
-        let b = (a + rng.random_range(1..accounts)) % accounts;
-        (a, b)
-    });
-    eprintln!("built {} entries in {:.1?}", data.entries, t.elapsed());
+    build(&cluster.replicas[0].data_dir, messages, seed);
     let mut rows = Vec::new();
     for attempt in ["cold", "warm"] {
         let r = &mut cluster.replicas[0];
@@ -78,12 +69,32 @@ pub async fn run(messages: u64, seed: u64) -> Vec<Row> {
     rows
 }
 
+/// Fills the data directory of replica 1 with `messages` messages among
+/// 1000 accounts (`r-0` ...); returns the entries written.
+pub fn build(dir: &std::path::Path, messages: u64, seed: u64) -> u64 {
+    let t = Instant::now();
+    let accounts = 1000;
+    let data = dataset::build(dir, 1, "r", accounts, messages, seed, |_, rng| {
+        use rand::Rng;
+        let a = rng.random_range(0..accounts);
+        let b = (a + rng.random_range(1..accounts)) % accounts;
+        (a, b)
+    });
+    eprintln!("built {} entries in {:.1?}", data.entries, t.elapsed());
+    data.entries
+}
+
 /// Resident set size of a process, in KiB.
 pub fn rss_kib(pid: i32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A memory figure (`VmRSS:`, `VmHWM:` ...) of a process, in KiB.
+pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
