@@ -339,6 +339,15 @@ impl Browser {
         .await
     }
 
+    /// Waits until attribute `name` of the element matching `css` is `wanted`.
+    pub async fn wait_attr(&self, css: &str, name: &str, wanted: &str) {
+        self.wait(&format!("`{css}` to have {name}={wanted:?}"), || async {
+            let value = self.try_find(css).await?.attr(name).await.ok()??;
+            (value == wanted).then_some(())
+        })
+        .await
+    }
+
     /// Waits until the page's title (the browser tab's) is `wanted`.
     pub async fn wait_title(&self, wanted: &str) {
         self.wait(&format!("the title to be {wanted:?}"), || async {

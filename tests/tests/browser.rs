@@ -348,6 +348,12 @@ async fn accounts_errors_unread_count_paging_and_deletion() {
     carol.click("#tab-register").await;
     carol.fill("#auth-username", "Carol").await;
     carol.fill("#auth-password", "another-password").await;
+    // The password can be shown while typed, and hidden again.
+    carol.wait_attr("#auth-password", "type", "password").await;
+    carol.click("#auth-show-password").await;
+    carol.wait_attr("#auth-password", "type", "text").await;
+    carol.click("#auth-show-password").await;
+    carol.wait_attr("#auth-password", "type", "password").await;
     carol.click("#auth-submit").await;
     carol.wait_text("#auth-error", "already taken").await;
 

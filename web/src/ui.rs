@@ -183,6 +183,7 @@ fn AuthScreen() -> impl IntoView {
     let register = RwSignal::new(false);
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
+    let show_password = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let submit = move |ev: SubmitEvent| {
@@ -275,12 +276,16 @@ fn AuthScreen() -> impl IntoView {
                     <label for="auth-password">"Password"</label>
                     <input
                         id="auth-password"
-                        type="password"
+                        type=move || if show_password.get() { "text" } else { "password" }
                         autocomplete=move || {
                             if register.get() { "new-password" } else { "current-password" }
                         }
                         bind:value=password
                     />
+                    <label class="check">
+                        <input type="checkbox" id="auth-show-password" bind:checked=show_password />
+                        "Show password"
+                    </label>
                     <Show when=move || register.get()>
                         <p class="hint">"At least 8 characters."</p>
                     </Show>
