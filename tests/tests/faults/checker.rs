@@ -18,7 +18,8 @@
 //! from disk: 6. no message whose deletion was acknowledged, and no account
 //! deleted in the log, keeps its content there (body, password hash); at
 //! most one full copy of any message or creation remains (retries are
-//! superseded).
+//! superseded); and [`check_replay`]: 7. every replica's state is what
+//! replaying its own log gives (`chat-server verify`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -146,26 +147,6 @@ pub async fn read_view(url: &str, accounts: &[Account], anomalies: &mut Anomalie
 
 /// Checks the logs of stopped replicas (their data directories, in replica
 /// order) against the history: 6. in the module docs.
-/// Check 7: each replica's state is what replaying its own log gives
-/// (`chat-server verify`). The replicas must be stopped.
-pub fn check_replay(data_dirs: &[std::path::PathBuf], anomalies: &mut Anomalies) {
-    for (i, dir) in data_dirs.iter().enumerate() {
-        match chat_tests::chat_server::admin::verify::verify(dir) {
-            Ok(report) if report.ok() => {}
-            Ok(report) => anomalies.add(format!(
-                "replica {}: its state is not what replaying its log gives: digest {} vs \
-                 replayed {}, gaps {:?}, {} entries not erased",
-                i + 1,
-                report.stored_digest,
-                report.replayed_digest,
-                report.gaps,
-                report.unerased.len()
-            )),
-            Err(e) => anomalies.add(format!("replica {}: cannot replay its log: {e}", i + 1)),
-        }
-    }
-}
-
 pub fn check_logs(data_dirs: &[std::path::PathBuf], history: &[Record], anomalies: &mut Anomalies) {
     use chat_tests::chat_server::entry::Op as Logged;
     use chat_tests::chat_server::ids::MessageId;
@@ -244,6 +225,26 @@ pub fn check_logs(data_dirs: &[std::path::PathBuf], history: &[Record], anomalie
             creations.len(),
             deleted_ok.len()
         );
+    }
+}
+
+/// Check 7: each replica's state is what replaying its own log gives
+/// (`chat-server verify`). The replicas must be stopped.
+pub fn check_replay(data_dirs: &[std::path::PathBuf], anomalies: &mut Anomalies) {
+    for (i, dir) in data_dirs.iter().enumerate() {
+        match chat_tests::chat_server::admin::verify::verify(dir) {
+            Ok(report) if report.ok() => {}
+            Ok(report) => anomalies.add(format!(
+                "replica {}: its state is not what replaying its log gives: digest {} vs \
+                 replayed {}, gaps {:?}, {} entries not erased",
+                i + 1,
+                report.stored_digest,
+                report.replayed_digest,
+                report.gaps,
+                report.unerased.len()
+            )),
+            Err(e) => anomalies.add(format!("replica {}: cannot replay its log: {e}", i + 1)),
+        }
     }
 }
 
