@@ -26,7 +26,7 @@ use crate::proto::replication::ReplicaInfo;
 use crate::proto::replication::replication_server::ReplicationServer;
 use crate::replication::auth::{AddPeerKey, RequirePeerKey};
 use crate::replication::client::{Dialer, MAX_MESSAGE_BYTES};
-use crate::replication::{self, Cluster, ClusterError, ReplicationService, Settings, relay};
+use crate::replication::{self, Cluster, ReplicationService, Settings, relay};
 use crate::state::StorageError;
 use crate::storage::Store;
 use crate::writer::Writer;
@@ -148,11 +148,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     // from the cluster (it must not serve writes nobody else will see).
     let stopper = tokio::spawn({
         let cluster = cluster.clone();
-        let id = args.id;
         async move {
             let why = tokio::select! {
                 _ = wait_for_signal() => None,
-                _ = cluster.wait_retired() => Some(ClusterError::Retired { id }),
+                _ = cluster.wait_retired() => Some(cluster.retired_error()),
             };
             match &why {
                 None => tracing::info!("shutting down"),

@@ -484,7 +484,8 @@ impl Cluster {
         Ok(())
     }
 
-    fn retired_error(&self) -> ClusterError {
+    /// What a replica that learnt it was retired stops with.
+    pub fn retired_error(&self) -> ClusterError {
         ClusterError::Retired { id: self.me.id }
     }
 }

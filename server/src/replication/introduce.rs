@@ -57,6 +57,9 @@ pub enum IntroError {
     /// The peer says this replica has been retired from the cluster.
     #[error("this replica has been retired from the cluster")]
     Retired,
+    /// The peer answering is one this replica knows as retired.
+    #[error("replica {0} has been retired from the cluster")]
+    PeerRetired(u32),
     #[error(transparent)]
     Clash(#[from] ClusterError),
 }
@@ -128,10 +131,7 @@ pub async fn introduce(
     }
     super::service::same_log_format(&responder).map_err(IntroError::Incompatible)?;
     if cluster.is_retired(responder.id) {
-        return Err(IntroError::Incompatible(format!(
-            "replica {} has been retired from the cluster",
-            responder.id
-        )));
+        return Err(IntroError::PeerRetired(responder.id));
     }
     for info in hello.network {
         if info.id != responder.id {
