@@ -2,9 +2,10 @@
 //!
 //! Codes follow gRPC's meanings: the caller's fault is INVALID_ARGUMENT,
 //! NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION or PERMISSION_DENIED
-//! (never worth retrying as is); RESOURCE_EXHAUSTED, too many password
-//! tries (worth retrying after the wait its message names); UNAVAILABLE means "this replica cannot
-//! serve this now, try another", which is what a client's failover keys on.
+//! (never worth retrying as is); RESOURCE_EXHAUSTED is an oversized request
+//! or too many password tries (worth retrying after the wait its message
+//! names, not elsewhere); UNAVAILABLE means "this replica cannot serve this
+//! now, try another", which is what a client's failover keys on.
 //! Messages are sentences a user may be shown.
 
 use chat_shared::validate::ValidationError;

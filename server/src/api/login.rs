@@ -2,9 +2,9 @@
 //!
 //! Wrong username and wrong password get the same answer (and take the same
 //! time, and are throttled alike: `auth::throttle`), so Login does not
-//! reveal which usernames exist. A registration
-//! that lost a same-name race to another replica is told so here, the first
-//! time its owner logs in after the race was decided.
+//! reveal which usernames exist. A registration that lost a same-name race
+//! to another replica is told so here, the first time its owner logs in
+//! after the race was decided.
 
 use std::net::IpAddr;
 

@@ -3,7 +3,9 @@
 //!
 //! A replica that *answered* with one of the caller's-fault codes of
 //! `docs/protocol.md` (wrong password, name taken, not found, ...) would
-//! answer the same everywhere: the error goes to the user. Anything else --
+//! answer the same everywhere: the error goes to the user. (Password tries
+//! are counted per replica, so another replica might take one more guess;
+//! sending the guess elsewhere is exactly what the limit must not invite.) Anything else --
 //! `UNAVAILABLE`, a missed deadline, a connection that broke, a response that
 //! is not gRPC -- leaves the outcome unknown, and the request is sent again,
 //! with the same request id, to another replica.
