@@ -74,7 +74,7 @@ impl Throttled {
 }
 
 fn secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 pub struct Throttle {
@@ -208,7 +208,9 @@ impl<K: Hash + Eq> Buckets<K> {
     {
         let used = self.map.get(key)?.used_at(now, self.per_try);
         let excess = used + 1.0 - self.limit;
-        (excess > 1e-9).then(|| Duration::from_secs_f64(excess * self.per_try))
+        // Saturates: a window of u64::MAX seconds is a valid flag.
+        (excess > 1e-9)
+            .then(|| Duration::try_from_secs_f64(excess * self.per_try).unwrap_or(Duration::MAX))
     }
 
     /// Takes a try; whether that left the bucket empty.
@@ -414,6 +416,20 @@ mod tests {
             t.begin("ann", ip(1), t0),
             Err(Throttled::Account(_))
         ));
+    }
+
+    #[test]
+    fn an_enormous_window_waits_forever_without_overflowing() {
+        let t = Throttle::new(Limits {
+            per_account: 1,
+            per_address: 1,
+            window: Duration::from_secs(u64::MAX),
+        });
+        let t0 = Instant::now();
+        t.begin("ann", None, t0).unwrap();
+        let refused = t.begin("ann", None, t0).unwrap_err();
+        assert_eq!(refused.retry_after(), Duration::MAX);
+        assert!(refused.to_string().contains(&u64::MAX.to_string()));
     }
 
     #[test]
