@@ -88,6 +88,11 @@ pub fn build(
     });
     let written = chat_server::writer::bulk_apply(&store, entries.into_iter().chain(sends), 20_000)
         .expect("bulk apply");
+    // Written in full and persisted: a replica started on it keeps logging
+    // under `origin` rather than taking the next one (`chat_server::origin`).
+    store
+        .mark_clean_stop()
+        .expect("mark the store cleanly stopped");
     Dataset { entries: written }
 }
 

@@ -7,17 +7,19 @@
 use prost::Message;
 
 /// Version of the entry format: 1 added the erased forms (`ErasedSend`,
-/// `ErasedCreateAccount`, `Superseded`). Replicas exchange it when they
+/// `ErasedCreateAccount`, `Superseded`); 2 made an entry's origin a replica's
+/// incarnation, not always its id (`origin`). Replicas exchange it when they
 /// introduce themselves and refuse a peer that writes another one, since
 /// that peer could not read, or would be sent, entries it does not know.
-pub const LOG_FORMAT: u32 = 1;
+pub const LOG_FORMAT: u32 = 2;
 
 use crate::ids::{AccountId, MessageId, RequestId};
 use crate::proto::replication as pb;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// Replica that accepted the mutation.
+    /// Replica that accepted the mutation, and which incarnation of it
+    /// (`crate::origin`).
     pub origin: u32,
     /// Position in the origin's log, from 1 without gaps.
     pub seq: u64,

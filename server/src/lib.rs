@@ -5,8 +5,9 @@
 //! * [`state`]: the replicated state machine: apply a log entry to the
 //!   materialized state, check a client command, answer queries. Pure and
 //!   deterministic; works on an abstract ordered key-value store.
-//! * [`entry`], [`ids`], [`hlc`]: what a log entry is, how ids are derived,
-//!   the hybrid logical clock that stamps entries.
+//! * [`entry`], [`origin`], [`ids`], [`hlc`]: what a log entry is, whose
+//!   it is, how ids are derived, the hybrid logical clock that stamps
+//!   entries.
 //! * [`storage`]: the log and the materialized state in fjall
 //!   ([`memtable_reaper`] keeps fjall's memtable frees off its read lock;
 //!   [`background_priority`] keeps flushes and compactions out of the
@@ -17,7 +18,7 @@
 //! * [`replication`]: relaying entries to peers, introductions, liveness.
 //! * [`auth`]: sessions (JWT) and passwords (argon2id).
 //! * [`server`]: wiring: listeners, TLS, health, reflection, shutdown.
-//! * [`admin`]: the operator commands (`status`, `retire`).
+//! * [`admin`]: the operator commands (`status`, `retire`, `verify`).
 //!
 //! `ARCHITECTURE.md` at the repository root walks a request through these.
 
@@ -32,6 +33,7 @@ pub mod events;
 pub mod hlc;
 pub mod ids;
 pub mod memtable_reaper;
+pub mod origin;
 pub mod replication;
 pub mod server;
 pub mod state;

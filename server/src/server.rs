@@ -71,7 +71,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Config(format!("cannot open {}: {e}", data_dir.display())))?,
     );
     let identity = load_identity(&store, args.id, &data_dir)?;
-    tracing::info!(id = identity.id, instance = %identity.instance, data_dir = %data_dir.display(), "opened store");
+    let origin = take_origin(&store, args.id)?;
+    tracing::info!(id = identity.id, instance = %identity.instance, origin, data_dir = %data_dir.display(), "opened store");
 
     let tls = tls_config(&args)?;
     let me = ReplicaInfo {
@@ -97,11 +98,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 
     let events = EventHub::default();
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-    let writer = Writer::start(store.clone(), args.id, events.clone(), acks_tx)?;
+    let writer = Writer::start(store.clone(), origin, events.clone(), acks_tx)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     // Replication first: peers must be able to reach us while we sync.
-    let cluster = Cluster::new(me, store.clone(), writer.clone(), settings, dialer)
+    let cluster = Cluster::new(me, store.clone(), writer.clone(), settings, dialer, origin)
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let replication_listener = bind(args.replication_addr).await?;
     let replication = tokio::spawn(serve_replication(
@@ -121,7 +122,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let ctx = Arc::new(Context {
         replica_id: args.id,
         store: store.clone(),
-        writer,
+        writer: writer.clone(),
         sessions: Sessions::new(&secret, args.session_ttl_secs),
         passwords: Passwords::new().map_err(|e| ServeError::Config(e.to_string()))?,
         throttle: Throttle::new(throttle::Limits {
@@ -182,6 +183,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             let _ = grace.wait_for(|s| *s).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway"),
+    }
+    // No local write after this; recorded only if every batch relayed is
+    // durable here (a failed commit leaves the stop unclean, and the next
+    // run takes a new origin).
+    match tokio::time::timeout(SHUTDOWN_GRACE, writer.close()).await {
+        Ok(true) => tracing::info!("clean stop recorded"),
+        _ => tracing::warn!("could not record a clean stop; the next start takes a new origin"),
     }
     if let Err(e) = store.flush() {
         tracing::warn!(error = %e, "could not flush write buffers; the next start replays the journal");
@@ -397,6 +405,30 @@ fn load_identity(store: &Store, id: u32, dir: &Path) -> Result<ReplicaIdentity, 
         &serde_json::to_vec(&identity).map_err(|e| ServeError::Config(e.to_string()))?,
     )?;
     Ok(identity)
+}
+
+/// The origin to log under in this run (`crate::origin`): the last one
+/// after a clean stop, else the next one -- recorded before anything is
+/// written, so that a crash from here on is an unclean stop too.
+fn take_origin(store: &Store, id: u32) -> Result<u32, ServeError> {
+    let current = store.origin(id)?;
+    if store.take_clean_stop()? {
+        return Ok(current);
+    }
+    let next = crate::origin::next(current).ok_or_else(|| {
+        ServeError::Config(format!(
+            "replica {id} has used up its origins (65 535 unclean stops); retire it and rejoin under a new id"
+        ))
+    })?;
+    store.set_origin(next)?;
+    tracing::warn!(
+        old = current,
+        new = next,
+        incarnation = crate::origin::incarnation(next),
+        "the last run did not stop cleanly: this replica logs its writes under a new origin, \
+         so none reuses a sequence number a peer may hold from before the stop"
+    );
+    Ok(next)
 }
 
 async fn wait_for_signal() {

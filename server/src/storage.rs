@@ -8,7 +8,8 @@
 //!   is the source of truth and what replicas ship to each other.
 //! * `state`: the materialized state (`state::keys`), so a restart does not
 //!   replay history from zero.
-//! * `meta`: this replica's identity and its view of the network.
+//! * `meta`: this replica's identity, its view of the network, and whether
+//!   it stopped cleanly.
 //!
 //! [`Store::commit`] writes a batch of entries *and* the state they produce in
 //! one atomic fjall batch, fdatasync'ed before it returns and made visible
@@ -61,6 +62,11 @@ fn parse_log_key(k: &[u8]) -> Result<(u32, u64), StorageError> {
 }
 
 const MIB: u64 = 1024 * 1024;
+
+/// Meta key present only between a clean stop and the next start.
+const CLEAN_STOP: &str = "clean-stop";
+/// Meta key of the origin this replica logs under, once not its id.
+const ORIGIN: &str = "origin";
 
 /// Per-origin cutoffs: the highest sequence number held from each origin.
 pub type Cutoffs = BTreeMap<u32, u64>;
@@ -243,6 +249,43 @@ impl Store {
         batch.commit().map_err(io)
     }
 
+    /// Records that this replica stopped cleanly: every batch of its own
+    /// entries it relayed is durable in its own log. Written by the writer
+    /// as its last act (`Writer::close`).
+    pub fn mark_clean_stop(&self) -> Result<(), StorageError> {
+        self.meta_put(CLEAN_STOP, b"1")
+    }
+
+    /// Whether the previous run stopped cleanly, or there was none (nothing
+    /// stored yet). Clears the mark durably first, so that a crash of the
+    /// run about to start counts as unclean.
+    pub fn take_clean_stop(&self) -> Result<bool, StorageError> {
+        let marked = self.meta.contains_key(CLEAN_STOP).map_err(io)?;
+        if marked {
+            let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+            batch.remove(&self.meta, CLEAN_STOP);
+            batch.commit().map_err(io)?;
+        }
+        Ok(marked || self.is_empty()?)
+    }
+
+    /// The origin this replica logs its own entries under (`crate::origin`):
+    /// the one recorded last, else its id.
+    pub fn origin(&self, id: u32) -> Result<u32, StorageError> {
+        match self.meta_get(ORIGIN)? {
+            None => Ok(id),
+            Some(v) => v
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| StorageError::Corrupt("origin record is not 4 bytes".into())),
+        }
+    }
+
+    /// Records, durably, the origin to log under from now on.
+    pub fn set_origin(&self, origin: u32) -> Result<(), StorageError> {
+        self.meta_put(ORIGIN, &origin.to_be_bytes())
+    }
+
     /// Metadata pairs whose key starts with `prefix`.
     pub fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         let mut out = Vec::new();
@@ -413,6 +456,27 @@ mod tests {
                 account: AccountId([origin as u8; 16]),
             },
         }
+    }
+
+    #[test]
+    fn a_clean_stop_is_remembered_once_and_the_origin_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            // Nothing stored yet: as good as a clean stop.
+            assert!(store.take_clean_stop().unwrap());
+            assert_eq!(store.origin(3).unwrap(), 3);
+            store.commit(&[entry(3, 1)], BTreeMap::new()).unwrap();
+            // Something stored, and no mark: unclean.
+            assert!(!store.take_clean_stop().unwrap());
+            store.set_origin(3 + 65_536).unwrap();
+            store.mark_clean_stop().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.origin(3).unwrap(), 3 + 65_536);
+        assert!(store.take_clean_stop().unwrap());
+        // Taken: a crash from now on is unclean.
+        assert!(!store.take_clean_stop().unwrap());
     }
 
     #[test]

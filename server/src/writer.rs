@@ -14,9 +14,14 @@
 //!   writers share an fsync instead of paying one each; with one writer the
 //!   batch is just that write.
 //!
-//! After a commit, remote jobs are answered at once; local commands go to the
-//! acknowledgement stage (the replication relay), which answers the client
-//! once every live peer holds the entries.
+//! A batch's local entries go to the acknowledgement stage (the replication
+//! relay) as the batch's commit *starts*, so relaying them to the peers
+//! overlaps this replica's fdatasync; a client is answered once both are
+//! done -- its entry durable here and on every live peer. (A crash during
+//! the fdatasync can thus leave entries on a peer that this replica's log
+//! lacks; none was acknowledged, and `crate::origin` keeps their sequence
+//! numbers from being given again.) Remote jobs are answered once the
+//! commit is done.
 //!
 //! **Erasure** also happens here, in the same atomic batch: when applying an
 //! entry says that a logged entry must lose its private content (a deleted
@@ -35,6 +40,7 @@ use crate::entry::{Entry, Erasure};
 use crate::events::EventHub;
 use crate::hlc::{Hlc, wall_clock_ms};
 use crate::ids::RequestId;
+use crate::replication::relay::Settle;
 use crate::state::query::{self, Receipt};
 use crate::state::{self, Checked, Command, CommandError, KvRead, Overlay, StorageError};
 use crate::storage::{Cutoffs, Store};
@@ -87,25 +93,34 @@ enum Job {
         entries: Vec<Entry>,
         reply: oneshot::Sender<Result<RemoteOutcome, WriteError>>,
     },
+    /// The last job: mark the stop clean and refuse local commands from now.
+    Close { reply: oneshot::Sender<bool> },
 }
 
-/// A committed batch's local part, handed to the acknowledgement stage.
-pub struct CommittedBatch {
+/// A batch's local part, handed to the acknowledgement stage as its commit
+/// starts.
+pub struct ProposedBatch {
     /// Entries accepted by this replica in the batch, in sequence order.
     pub local: Arc<Vec<Entry>>,
-    /// Answers for the clients, to send once the batch is acknowledged.
-    pub replies: Vec<LocalReply>,
+    /// The dispatcher's share of the wait of the batch's clients: it takes a
+    /// share for each link it queues the batch on, then drops this one.
+    pub dispatch: Settle,
 }
 
 pub struct LocalReply {
-    tx: oneshot::Sender<Result<Outcome, WriteError>>,
-    result: Result<Outcome, WriteError>,
+    pub(crate) tx: oneshot::Sender<Result<Outcome, WriteError>>,
+    pub(crate) result: Result<Outcome, WriteError>,
 }
 
 impl LocalReply {
     pub fn send(self) {
         // The client may have gone away; its write stands regardless.
         let _ = self.tx.send(self.result);
+    }
+
+    /// Answers with an error instead: the batch could not be committed.
+    pub fn fail(self, why: String) {
+        let _ = self.tx.send(Err(WriteError::Unavailable(why)));
     }
 }
 
@@ -117,13 +132,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread for replica `origin`. Committed local batches
-    /// go to `acks`.
+    /// Starts the writer thread, logging local commands under `origin` (see
+    /// `crate::origin`). Local batches go to `acks` as their commit starts.
     pub fn start(
         store: Arc<Store>,
         origin: u32,
         events: EventHub,
-        acks: mpsc::UnboundedSender<CommittedBatch>,
+        acks: mpsc::UnboundedSender<ProposedBatch>,
     ) -> Result<Self, StorageError> {
         let cutoffs = store.cutoffs()?;
         let hlc = Hlc::new(store.max_hlc()?);
@@ -138,6 +153,7 @@ impl Writer {
             cutoffs,
             shared: shared.clone(),
             failed: None,
+            closed: false,
         };
         std::thread::Builder::new()
             .name("writer".into())
@@ -180,6 +196,19 @@ impl Writer {
         Ok(async move { rx.await.map_err(|_| stopped())? })
     }
 
+    /// Stops taking local commands and, unless a commit has failed, records
+    /// a clean stop: every local batch proposed before is committed by then
+    /// (the writer runs its jobs in order), so none of this replica's
+    /// entries can be on a peer and not here. Returns whether the stop was
+    /// recorded.
+    pub async fn close(&self) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.send(Job::Close { reply }).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
     /// The per-origin cutoffs as of the last commit.
     pub fn cutoffs(&self) -> Cutoffs {
         self.cutoffs
@@ -201,13 +230,15 @@ struct WriterThread {
     store: Arc<Store>,
     origin: u32,
     events: EventHub,
-    acks: mpsc::UnboundedSender<CommittedBatch>,
+    acks: mpsc::UnboundedSender<ProposedBatch>,
     hlc: Hlc,
     cutoffs: Cutoffs,
     shared: Arc<Mutex<Cutoffs>>,
     /// Set once a commit failed: fjall refuses further writes after an I/O
     /// error, and so do we, rather than guess what reached the disk.
     failed: Option<String>,
+    /// Set by [`Job::Close`]: local commands are refused from then on.
+    closed: bool,
 }
 
 enum Answer {
@@ -244,6 +275,9 @@ impl WriterThread {
                 match job {
                     Job::Local { reply, .. } => drop(reply.send(Err(err.clone()))),
                     Job::Remote { reply, .. } => drop(reply.send(Err(err.clone()))),
+                    Job::Close { reply } => {
+                        let _ = reply.send(false);
+                    }
                 }
             }
             return;
@@ -257,13 +291,22 @@ impl WriterThread {
         let mut effects = state::Effects::default();
         let mut answers = Vec::with_capacity(jobs.len());
         let mut local = Vec::new();
-        let mut storage_error = None;
+        let mut storage_error: Option<String> = None;
+        let mut closing = Vec::new();
         for job in jobs {
-            if storage_error.is_some() {
-                answers.push(self.fail(job, storage_error.clone()));
+            if let Some(why) = &storage_error {
+                let err = WriteError::Unavailable(why.clone());
+                match job {
+                    Job::Local { reply, .. } => answers.push(Answer::Local(reply, Err(err))),
+                    Job::Remote { reply, .. } => answers.push(Answer::Remote(reply, Err(err))),
+                    Job::Close { reply } => closing.push(reply),
+                }
                 continue;
             }
             match job {
+                Job::Local { reply, .. } if self.closed => {
+                    answers.push(Answer::Local(reply, Err(stopped())));
+                }
                 Job::Local {
                     request_id,
                     command,
@@ -289,6 +332,10 @@ impl WriterThread {
                     }
                     answers.push(Answer::Remote(reply, result));
                 }
+                // Local commands later in this batch are still committed
+                // before the stop is recorded; those of later batches are
+                // refused.
+                Job::Close { reply } => closing.push(reply),
             }
         }
         let state::Effects { changes, erasures } = effects;
@@ -305,21 +352,7 @@ impl WriterThread {
         }
         // A storage error mid-batch leaves the overlay half-applied: commit
         // nothing, and fail every job of the batch.
-        let committed = match storage_error {
-            Some(why) => Err(why),
-            None => {
-                let writes = overlay.into_writes();
-                cache.update(&writes);
-                self.store.commit(&entries, writes).map_err(|e| {
-                    let why = e.to_string();
-                    tracing::error!(error = %why, "commit failed; refusing further writes");
-                    cache.clear();
-                    self.failed = Some(why.clone());
-                    why
-                })
-            }
-        };
-        if let Err(why) = committed {
+        if let Some(why) = storage_error {
             (self.cutoffs, self.hlc) = before;
             for answer in answers {
                 let err = WriteError::Unavailable(why.clone());
@@ -330,32 +363,65 @@ impl WriterThread {
             }
             return;
         }
-        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = self.cutoffs.clone();
-        self.events.publish(changes);
         let mut replies = Vec::new();
+        let mut remote = Vec::new();
         for answer in answers {
             match answer {
                 Answer::Local(tx, result) => replies.push(LocalReply { tx, result }),
-                Answer::Remote(tx, result) => drop(tx.send(result)),
+                Answer::Remote(tx, result) => remote.push((tx, result)),
             }
         }
-        if !replies.is_empty() || !local.is_empty() {
-            let batch = CommittedBatch {
+        // The local entries go to the acknowledgement stage *before* the
+        // commit, so relaying them overlaps this replica's fdatasync; the
+        // clients are answered once both are done (`relay::Settle`).
+        let mine = if replies.is_empty() && local.is_empty() {
+            None
+        } else {
+            let (mine, dispatch) = Settle::pair(replies);
+            let batch = ProposedBatch {
                 local: Arc::new(local),
-                replies,
+                dispatch,
             };
-            if let Err(mpsc::error::SendError(batch)) = self.acks.send(batch) {
-                // No acknowledgement stage (shutting down): answer directly.
-                batch.replies.into_iter().for_each(LocalReply::send);
+            // No acknowledgement stage (shutting down): the batch waits for
+            // the local commit alone.
+            let _ = self.acks.send(batch);
+            Some(mine)
+        };
+        let writes = overlay.into_writes();
+        cache.update(&writes);
+        if let Err(e) = self.store.commit(&entries, writes) {
+            let why = e.to_string();
+            tracing::error!(error = %why, "commit failed; refusing further writes");
+            cache.clear();
+            self.failed = Some(why.clone());
+            (self.cutoffs, self.hlc) = before;
+            if let Some(mine) = mine {
+                mine.fail(why.clone());
             }
+            for (tx, _) in remote {
+                drop(tx.send(Err(WriteError::Unavailable(why.clone()))));
+            }
+            return;
         }
-    }
-
-    fn fail(&self, job: Job, why: Option<String>) -> Answer {
-        let err = WriteError::Unavailable(why.unwrap_or_default());
-        match job {
-            Job::Local { reply, .. } => Answer::Local(reply, Err(err)),
-            Job::Remote { reply, .. } => Answer::Remote(reply, Err(err)),
+        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = self.cutoffs.clone();
+        self.events.publish(changes);
+        for (tx, result) in remote {
+            drop(tx.send(result));
+        }
+        drop(mine);
+        if !closing.is_empty() {
+            // After this batch's commit: everything proposed is durable.
+            self.closed = true;
+            let marked = match self.store.mark_clean_stop() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record the clean stop; the next start waits for the peers");
+                    false
+                }
+            };
+            for reply in closing {
+                let _ = reply.send(marked);
+            }
         }
     }
 

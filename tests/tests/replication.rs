@@ -162,6 +162,86 @@ async fn crashed_replicas_catch_up_and_nothing_acknowledged_is_lost() {
     }
 }
 
+/// A replica relays a batch of its own entries while it commits the batch
+/// itself, so a crash can leave entries of its origin on a peer and not in
+/// its own log (docs/replication.md, "Origins"). Here replica 1's data is
+/// rolled back to an image taken mid-run -- more than such a crash loses,
+/// the same situation -- while replica 2, stopped, holds what came after.
+/// Were replica 1 to number its next writes on from its own log, they would
+/// take sequence numbers replica 2 holds for other entries, and the two
+/// would never agree again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_unclean_stop_a_replica_logs_under_a_new_origin() {
+    use nix::sys::signal::Signal;
+    let mut cluster = TestCluster::start("repl-origin", 2).await;
+    let mut c1 = cluster.r(1).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    let bob = register(&mut c1, "bob", "bob-password").await;
+    let mut acked = send_many(cluster.r(1), &ann, &id(&bob), 3, "before").await;
+    cluster.converge(CONVERGE).await;
+    assert_eq!(cluster.status(1).await.unwrap().origin, 1);
+
+    // Replica 1's data as a crash would leave it (a stopped process's
+    // files), then five more sends through it: held by replica 2 only, once
+    // replica 1 is put back to the image.
+    let image = cluster.r(1).data_dir.with_extension("image");
+    cluster.r(1).signal(Signal::SIGSTOP);
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&cluster.r(1).data_dir)
+        .arg(&image)
+        .status();
+    cluster.r(1).signal(Signal::SIGCONT);
+    assert!(copied.expect("cp").success(), "copying replica 1's data");
+    acked.extend(send_many(cluster.r(1), &ann, &id(&bob), 5, "lost-by-1").await);
+    cluster.r(1).kill9();
+    std::fs::remove_dir_all(&cluster.r(1).data_dir).unwrap();
+    std::fs::rename(&image, &cluster.r(1).data_dir).unwrap();
+    assert!(cluster.r(2).terminate().await.success());
+
+    // Alone, replica 1 takes writes at once, under its next origin.
+    cluster.r(1).start().await;
+    assert_eq!(cluster.status(1).await.unwrap().origin, 1 + 65_536);
+    acked.extend(send_many(cluster.r(1), &ann, &id(&bob), 3, "alone").await);
+
+    // Replica 2 returns: it hands back replica 1's lost entries, takes the
+    // new ones, and both agree on everything acknowledged.
+    cluster.r(2).start().await;
+    acked.extend(send_many(cluster.r(1), &ann, &id(&bob), 2, "after").await);
+    cluster.converge(CONVERGE).await;
+    for r in 1..=2 {
+        let h = history(cluster.r(r), &ann.token, &id(&bob)).await;
+        let mut ids: Vec<_> = h.iter().map(|m| m.id.clone()).collect();
+        let mut expected = acked.clone();
+        ids.sort();
+        expected.sort();
+        assert_eq!(ids, expected, "replica {r}");
+    }
+    for r in 1..=2 {
+        assert!(cluster.r(r).terminate().await.success());
+    }
+    let positions = |r: &Replica| {
+        let mut p: Vec<_> = logged_entries(r)
+            .iter()
+            .map(|e| (e.origin, e.seq))
+            .collect();
+        p.sort();
+        p
+    };
+    let (one, two) = (positions(cluster.r(1)), positions(cluster.r(2)));
+    assert_eq!(one, two, "the two logs hold different entries");
+    let new_origin: Vec<u64> = one
+        .iter()
+        .filter(|(o, _)| *o == 65_537)
+        .map(|(_, s)| *s)
+        .collect();
+    assert_eq!(new_origin, (1..=5).collect::<Vec<_>>());
+
+    // A clean stop keeps the origin.
+    cluster.r(1).start().await;
+    assert_eq!(cluster.status(1).await.unwrap().origin, 1 + 65_536);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_replica_is_written_off_then_resyncs() {
     let mut cluster =
@@ -312,15 +392,22 @@ async fn a_relay_stream_answers_each_batch_in_order_and_refuses_gaps_and_malform
     assert_eq!(cutoff2, Some(3), "{s1:?}");
 
     // Malformed batches are refused with a clear status, and nothing of
-    // them is applied: an entry of another origin, an entry without an op.
+    // them is applied: an entry of another replica's origin, a batch mixing
+    // two of the sender's origins, an entry without an op.
     let mut foreign = entry(4);
     foreign.origin = 1;
+    let mut later_incarnation = entry(1);
+    later_incarnation.origin = 2 + 65_536;
     let mut no_op = entry(4);
     no_op.op = None;
-    for bad in [foreign, no_op] {
+    for bad in [
+        vec![foreign],
+        vec![entry(4), later_incarnation],
+        vec![no_op],
+    ] {
         let request = repl::RelayRequest {
             from: Some(info2.clone()),
-            entries: vec![bad],
+            entries: bad,
         };
         let r = first_answer(
             replication_client(cluster.r(1))
@@ -760,12 +847,11 @@ async fn a_replica_of_another_build_is_refused() {
     // Refused before it became a peer: the network is still just replica 1.
     let status = cluster.status(1).await.unwrap();
     assert!(status.peers.is_empty(), "{status:?}");
-    assert!(
-        cluster
-            .r(1)
-            .log_tail()
-            .contains("writes log format 0, this replica 1")
+    let expected = format!(
+        "writes log format 0, this replica {}",
+        chat_server::entry::LOG_FORMAT
     );
+    assert!(cluster.r(1).log_tail().contains(&expected), "{expected}");
     // The same introduction with this build's format is accepted.
     let current = stranger(chat_server::entry::LOG_FORMAT);
     keyed
@@ -788,6 +874,8 @@ async fn the_status_command_shows_identity_log_format_and_peers() {
     assert_eq!(status["replica"]["id"], 1);
     assert_eq!(status["log_format"], chat_server::entry::LOG_FORMAT);
     assert_eq!(status["serving"], true);
+    // A fresh replica logs under its id (docs/replication.md, "Origins").
+    assert_eq!(status["origin"], 1);
     let peers = status["peers"].as_array().expect("peers");
     assert_eq!(peers.len(), 1, "{status}");
     assert_eq!(peers[0]["replica"]["id"], 2);

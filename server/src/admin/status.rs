@@ -32,6 +32,7 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
         "replica": info(&status.replica),
         "log_format": status.replica.as_ref().map(|r| r.log_format),
         "serving": status.serving,
+        "origin": status.origin,
         "state_digest": status.state_digest,
         "log_entries": status.log_entries,
         "cutoffs": status.cutoffs.iter().map(|c| (c.origin.to_string(), json!(c.seq))).collect::<serde_json::Map<_, _>>(),

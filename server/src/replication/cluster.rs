@@ -67,8 +67,8 @@ struct LinkStatus {
     /// not reused in the next.
     generation: u64,
     last_contact: Option<Instant>,
-    /// Highest sequence number of *this* replica's log the peer is known to
-    /// hold: where relaying resumes.
+    /// Highest sequence number of *this* replica's current origin
+    /// (`Cluster::origin`) the peer is known to hold: where relaying resumes.
     peer_has: u64,
 }
 
@@ -214,6 +214,10 @@ pub struct Cluster {
     pub serving: AtomicBool,
     /// Set when a peer says this replica has been retired: it must stop.
     retired: watch::Sender<bool>,
+    /// The origin this replica logs its own entries under in this run
+    /// (`entry::Origin`): what its relays carry and its peers' cutoffs of it
+    /// are about.
+    pub origin: u32,
 }
 
 const PEER_KEY_PREFIX: &str = "peer/";
@@ -227,6 +231,7 @@ impl Cluster {
         writer: Writer,
         settings: Settings,
         dialer: Dialer,
+        origin: u32,
     ) -> Result<Arc<Self>, ClusterError> {
         let cluster = Arc::new(Self {
             me,
@@ -238,6 +243,7 @@ impl Cluster {
             started: watch::channel(false).0,
             serving: AtomicBool::new(false),
             retired: watch::channel(false).0,
+            origin,
         });
         for (_, bytes) in cluster.store.meta_scan(PEER_KEY_PREFIX)? {
             let info = ReplicaInfo::decode(bytes.as_slice())

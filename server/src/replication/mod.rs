@@ -1,16 +1,20 @@
 //! Multi-master replication by log shipping.
 //!
 //! Any replica accepts a client's write. The writer logs and applies it
-//! durably (`writer`), then [`relay`] holds the client's answer until every
-//! peer this replica considers live has the entry durably too, or has failed
-//! and been marked dead (**relay-or-fail**). Each peer has one [`link`] task
-//! that relays this replica's entries to it in sequence order, batching
-//! whatever queued up during the previous round trip, with a deadline.
+//! durably (`writer`) while [`relay`] sends it on, and the client's answer
+//! waits until the entry is durable here and on every peer this replica
+//! considers live, or the peer has failed and been marked dead
+//! (**relay-or-fail**). Each peer has one [`link`] task that relays this
+//! replica's entries to it in sequence order, batching whatever queued up
+//! during the previous round trip, with a deadline.
 //!
-//! Replicas only ever ship *their own* entries on relays; entries of other
-//! origins travel in **introductions** ([`introduce`]): a replica that starts,
-//! or that a peer had written off, sends its per-origin cutoffs and receives
-//! every entry it lacks (then pushes what the peer lacks). Because applying
+//! Replicas only ever ship *their own* entries on relays -- those of their
+//! current origin (`crate::origin`: a replica takes a new one after an
+//! unclean stop, since a crash mid-commit can leave its last relayed batch
+//! on a peer and not in its own log); entries of other origins travel in
+//! **introductions** ([`introduce`]): a replica that starts, or that a peer
+//! had written off, sends its per-origin cutoffs and receives every entry it
+//! lacks (then pushes what the peer lacks). Because applying
 //! is idempotent and order-insensitive across origins (see `state::apply`),
 //! repeated, overlapping or crossing syncs are harmless, and every replica
 //! that has the same entries has the same state.

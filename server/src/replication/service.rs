@@ -187,7 +187,7 @@ impl Replication for ReplicationService {
         for applied in in_flight {
             applied.await.map_err(write_status)?;
         }
-        link.set_live(theirs.get(&self.cluster.me.id).copied().unwrap_or(0));
+        link.set_live(theirs.get(&self.cluster.origin).copied().unwrap_or(0));
         tracing::info!(peer = from.id, "introduction complete; link live");
         Ok(Response::new(PushResponse {
             cutoffs: backlog::to_proto(&self.cluster.writer.cutoffs()),
@@ -262,6 +262,7 @@ impl Replication for ReplicationService {
                 .collect(),
             state_digest: digest,
             serving: self.cluster.serving.load(Ordering::Relaxed),
+            origin: self.cluster.origin,
         }))
     }
 }
@@ -300,6 +301,9 @@ async fn serve_relay(
     out: mpsc::Sender<Result<RelayResponse, Status>>,
 ) {
     let mut from: Option<ReplicaInfo> = None;
+    // The sender's current origin, from its entries (every batch carries
+    // some): the one its answers give our cutoff of.
+    let mut origin = 0;
     let mut applying: VecDeque<Applying> = VecDeque::new();
     let mut reading = true;
     loop {
@@ -309,11 +313,10 @@ async fn serve_relay(
         tokio::select! {
             verdict = async { applying.front_mut().expect("guarded").await }, if !applying.is_empty() => {
                 applying.pop_front();
-                let origin = from.as_ref().map_or(0, |f| f.id);
                 let cutoff = cluster.writer.cutoffs().get(&origin).copied().unwrap_or(0);
                 let (reply, end) = match verdict {
                     Verdict::Applied => {
-                        if let Some(link) = cluster.link(origin) {
+                        if let Some(link) = from.as_ref().and_then(|f| cluster.link(f.id)) {
                             link.touch();
                         }
                         (Ok(RelayResponse { resync: false, cutoff }), false)
@@ -338,22 +341,25 @@ async fn serve_relay(
                     }
                     let Some(from) = from.as_ref() else { return };
                     let verdict: Applying = match accept_batch(&cluster, from, req.entries) {
-                        Ok(Some(entries)) => match cluster.writer.queue_remote(entries).await {
-                            Ok(outcome) => {
-                                let peer = from.id;
-                                Box::pin(async move {
-                                    match outcome.await {
-                                        Ok(_) => Verdict::Applied,
-                                        Err(WriteError::Gap { held, got, .. }) => {
-                                            tracing::warn!(peer, held, got, "relay skips entries: resync");
-                                            Verdict::Resync
+                        Ok(Some(entries)) => {
+                            origin = entries.first().map_or(origin, |e| e.origin);
+                            match cluster.writer.queue_remote(entries).await {
+                                Ok(outcome) => {
+                                    let peer = from.id;
+                                    Box::pin(async move {
+                                        match outcome.await {
+                                            Ok(_) => Verdict::Applied,
+                                            Err(WriteError::Gap { held, got, .. }) => {
+                                                tracing::warn!(peer, held, got, "relay skips entries: resync");
+                                                Verdict::Resync
+                                            }
+                                            Err(e) => Verdict::Failed(write_status(e)),
                                         }
-                                        Err(e) => Verdict::Failed(write_status(e)),
-                                    }
-                                })
+                                    })
+                                }
+                                Err(e) => Box::pin(std::future::ready(Verdict::Failed(write_status(e)))),
                             }
-                            Err(e) => Box::pin(std::future::ready(Verdict::Failed(write_status(e)))),
-                        },
+                        }
                         Ok(None) => {
                             reading = false;
                             Box::pin(std::future::ready(Verdict::Resync))
@@ -388,12 +394,20 @@ fn accept_batch(
         tracing::debug!(peer = from.id, "relay from a peer we consider dead: resync");
         return Ok(None);
     }
-    let mut entries = Vec::with_capacity(batch.len());
+    let mut entries: Vec<Entry> = Vec::with_capacity(batch.len());
     for e in batch {
         let e = Entry::from_proto(e).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if e.origin != from.id {
+        if crate::origin::replica(e.origin) != from.id {
             return Err(Status::invalid_argument(
                 "a relay carries only the sender's own entries",
+            ));
+        }
+        if entries
+            .first()
+            .is_some_and(|first| first.origin != e.origin)
+        {
+            return Err(Status::invalid_argument(
+                "a relay batch carries entries of one origin",
             ));
         }
         entries.push(e);

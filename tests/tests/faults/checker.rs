@@ -170,7 +170,10 @@ pub fn check_logs(data_dirs: &[std::path::PathBuf], history: &[Record], anomalie
             }
         };
         let mut log = Vec::new();
-        for (origin, cutoff) in store.cutoffs().unwrap_or_default() {
+        let cutoffs = store.cutoffs().unwrap_or_default();
+        // One origin per replica and unclean stop (kill -9): replication.md, "Origins".
+        let origins = cutoffs.len();
+        for (origin, cutoff) in cutoffs {
             match store.entries_after(origin, 0, cutoff, usize::MAX) {
                 Ok(entries) => log.extend(entries),
                 Err(e) => anomalies.add(format!("replica {r}: cannot read its log: {e}")),
@@ -219,7 +222,7 @@ pub fn check_logs(data_dirs: &[std::path::PathBuf], history: &[Record], anomalie
             ));
         }
         eprintln!(
-            "replica {r}: log of {} entries; {} messages and {} creations in full, {} deleted messages checked",
+            "replica {r}: log of {} entries from {origins} origins; {} messages and {} creations in full, {} deleted messages checked",
             log.len(),
             sends.len(),
             creations.len(),
