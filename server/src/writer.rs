@@ -415,7 +415,7 @@ impl WriterThread {
             let marked = match self.store.mark_clean_stop() {
                 Ok(()) => true,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot record the clean stop; the next start waits for the peers");
+                    tracing::warn!(error = %e, "cannot record the clean stop; the next start takes a new origin");
                     false
                 }
             };
