@@ -102,7 +102,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     // Replication first: peers must be able to reach us while we sync.
-    let cluster = Cluster::new(me, store.clone(), writer.clone(), settings, dialer, origin)
+    let cluster = Cluster::new(me, store.clone(), writer.clone(), settings, dialer)
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let replication_listener = bind(args.replication_addr).await?;
     let replication = tokio::spawn(serve_replication(

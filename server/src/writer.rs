@@ -129,6 +129,7 @@ impl LocalReply {
 pub struct Writer {
     tx: mpsc::Sender<Job>,
     cutoffs: Arc<Mutex<Cutoffs>>,
+    origin: u32,
 }
 
 impl Writer {
@@ -162,6 +163,7 @@ impl Writer {
         Ok(Self {
             tx,
             cutoffs: shared,
+            origin,
         })
     }
 
@@ -207,6 +209,11 @@ impl Writer {
             return false;
         }
         rx.await.unwrap_or(false)
+    }
+
+    /// The origin local commands are logged under.
+    pub fn origin(&self) -> u32 {
+        self.origin
     }
 
     /// The per-origin cutoffs as of the last commit.
@@ -338,6 +345,9 @@ impl WriterThread {
                 Job::Close { reply } => closing.push(reply),
             }
         }
+        // Local commands of later batches are refused, whether or not this
+        // one commits (a failed one leaves the stop unrecorded).
+        self.closed |= !closing.is_empty();
         let state::Effects { changes, erasures } = effects;
         if storage_error.is_none() {
             match erase(&self.store, &erasures, &mut entries) {
@@ -411,7 +421,6 @@ impl WriterThread {
         drop(mine);
         if !closing.is_empty() {
             // After this batch's commit: everything proposed is durable.
-            self.closed = true;
             let marked = match self.store.mark_clean_stop() {
                 Ok(()) => true,
                 Err(e) => {

@@ -214,10 +214,6 @@ pub struct Cluster {
     pub serving: AtomicBool,
     /// Set when a peer says this replica has been retired: it must stop.
     retired: watch::Sender<bool>,
-    /// The origin this replica logs its own entries under in this run
-    /// (`entry::Origin`): what its relays carry and its peers' cutoffs of it
-    /// are about.
-    pub origin: u32,
 }
 
 const PEER_KEY_PREFIX: &str = "peer/";
@@ -231,7 +227,6 @@ impl Cluster {
         writer: Writer,
         settings: Settings,
         dialer: Dialer,
-        origin: u32,
     ) -> Result<Arc<Self>, ClusterError> {
         let cluster = Arc::new(Self {
             me,
@@ -243,7 +238,6 @@ impl Cluster {
             started: watch::channel(false).0,
             serving: AtomicBool::new(false),
             retired: watch::channel(false).0,
-            origin,
         });
         for (_, bytes) in cluster.store.meta_scan(PEER_KEY_PREFIX)? {
             let info = ReplicaInfo::decode(bytes.as_slice())
@@ -251,6 +245,13 @@ impl Cluster {
             cluster.add_peer(info)?;
         }
         Ok(cluster)
+    }
+
+    /// The origin this replica logs its own entries under in this run
+    /// (`crate::origin`): what its relays carry and its peers' cutoffs of it
+    /// are about.
+    pub fn origin(&self) -> u32 {
+        self.writer.origin()
     }
 
     pub fn link(&self, id: u32) -> Option<Arc<Link>> {

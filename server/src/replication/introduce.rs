@@ -227,8 +227,8 @@ async fn sync(
         .map_err(call_error)?
         .into_inner();
     let after = backlog::from_proto(&response.cutoffs);
-    let mine_now = mine.get(&cluster.origin).copied().unwrap_or(0);
-    let peer_has = after.get(&cluster.origin).copied().unwrap_or(0);
+    let mine_now = mine.get(&cluster.origin()).copied().unwrap_or(0);
+    let peer_has = after.get(&cluster.origin()).copied().unwrap_or(0);
     if peer_has < mine_now {
         return Err(IntroError::Protocol(format!(
             "peer holds our log up to {peer_has} after the push, expected {mine_now}"

@@ -233,7 +233,7 @@ impl LinkTask {
             .max()
             .unwrap_or(0);
         if heartbeat_due {
-            let ours = cluster.writer.cutoffs().get(&cluster.origin).copied();
+            let ours = cluster.writer.cutoffs().get(&cluster.origin()).copied();
             target = target.max(ours.unwrap_or(0));
         }
         while link.state() == LinkState::Live {
@@ -364,7 +364,7 @@ impl RelayStream {
             Some(entries) => entries,
             None => {
                 let store = cluster.store.clone();
-                let origin = cluster.origin;
+                let origin = cluster.origin();
                 match tokio::task::spawn_blocking(move || {
                     store.entries_after(origin, from - 1, target, MAX_RELAY_ENTRIES)
                 })

@@ -187,7 +187,7 @@ impl Replication for ReplicationService {
         for applied in in_flight {
             applied.await.map_err(write_status)?;
         }
-        link.set_live(theirs.get(&self.cluster.origin).copied().unwrap_or(0));
+        link.set_live(theirs.get(&self.cluster.origin()).copied().unwrap_or(0));
         tracing::info!(peer = from.id, "introduction complete; link live");
         Ok(Response::new(PushResponse {
             cutoffs: backlog::to_proto(&self.cluster.writer.cutoffs()),
@@ -262,7 +262,7 @@ impl Replication for ReplicationService {
                 .collect(),
             state_digest: digest,
             serving: self.cluster.serving.load(Ordering::Relaxed),
-            origin: self.cluster.origin,
+            origin: self.cluster.origin(),
         }))
     }
 }
