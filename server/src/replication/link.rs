@@ -6,7 +6,7 @@
 //! batch of consecutive entries -- everything queued since the previous
 //! message -- and the peer answers every message, in order, once the batch
 //! is durable there. Up to [`MAX_BATCHES_IN_FLIGHT`] batches may be
-//! unanswered, so a batch committed while the previous one is on its way
+//! unanswered, so a batch formed while the previous one is on its way
 //! does not wait a round trip to leave, and a stream message costs far less
 //! than a call (no per-call headers, routing or stream set-up on either
 //! side; docs/performance.md). Per-origin FIFO holds by construction: one stream, sent in
