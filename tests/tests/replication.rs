@@ -1026,6 +1026,81 @@ async fn a_retired_replica_leaves_the_cluster_for_good() {
     );
 }
 
+/// docs/replication.md, "Backups": a copy of one cleanly stopped replica's
+/// data directory backs up the whole cluster. After every replica is lost,
+/// disks included, the copy put back as its replica's directory serves
+/// alone what the cluster held when it was taken (and nothing later); the
+/// lost replicas are retired through it, and new ones join under new ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_lost_whole_comes_back_from_one_replicas_backup() {
+    let mut cluster = TestCluster::start("repl-backup", 3).await;
+    let mut c2 = cluster.r(2).client().await;
+    let ann = register(&mut c2, "ann", "ann-password").await;
+    let bob = register(&mut c2, "bob", "bob-password").await;
+    let mut kept = send_many(cluster.r(2), &ann, &id(&bob), 4, "before").await;
+    cluster.converge(CONVERGE).await;
+
+    // The backup: replica 1 stopped cleanly, its directory copied and
+    // checked, replica 1 started again.
+    assert!(cluster.r(1).terminate().await.success());
+    let backup = cluster.dir.path().join("backup-of-1");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&cluster.r(1).data_dir)
+        .arg(&backup)
+        .status();
+    assert!(copied.expect("cp").success(), "copying replica 1's data");
+    let checked = admin(&["verify", "--data-dir", &backup.to_string_lossy()], SECRET);
+    assert!(checked.status.success(), "verify: {checked:?}");
+    cluster.r(1).start().await;
+    send_many(cluster.r(3), &bob, &id(&ann), 3, "after the backup").await;
+    cluster.converge(CONVERGE).await;
+
+    // Every replica lost, with its disk.
+    for r in 1..=3 {
+        cluster.r(r).kill9();
+        std::fs::remove_dir_all(&cluster.r(r).data_dir).unwrap();
+    }
+
+    // Restored, replica 1 serves alone what the backup held.
+    std::fs::rename(&backup, &cluster.r(1).data_dir).unwrap();
+    cluster.r(1).start().await;
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let held = |h: Vec<proto::Message>| sorted(h.into_iter().map(|m| m.id).collect());
+    assert_eq!(
+        held(history(cluster.r(1), &ann.token, &id(&bob)).await),
+        sorted(kept.clone()),
+        "the restored replica should hold what the backup held, and only that"
+    );
+    kept.extend(send_many(cluster.r(1), &ann, &id(&bob), 2, "restored").await);
+
+    // The lost replicas are retired through it; a new one joins.
+    let via = cluster.r(1).replication_addr.to_string();
+    for gone in ["2", "3"] {
+        let out = admin(
+            &["retire", "--id", gone, "--replication-addr", &via],
+            SECRET,
+        );
+        assert!(out.status.success(), "retire {gone}: {out:?}");
+    }
+    let addr1 = cluster.r(1).replication_addr;
+    let four = cluster.add(vec![addr1]);
+    cluster.r(four).start().await;
+    kept.extend(send_many(cluster.r(four), &bob, &id(&ann), 2, "rebuilt").await);
+    cluster.converge(CONVERGE).await;
+    for r in [1, four] {
+        assert_eq!(listed_servers(cluster.r(r)).await, [1, four], "replica {r}");
+        assert_eq!(
+            held(history(cluster.r(r), &ann.token, &id(&bob)).await),
+            sorted(kept.clone()),
+            "replica {r}"
+        );
+    }
+}
+
 /// A replica retired while it was only unreachable (paused here) finds out
 /// when it is reachable again, and stops instead of serving writes that
 /// nobody else would ever see. A replica that was unreachable too when the
