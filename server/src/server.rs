@@ -146,13 +146,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     );
 
     // Stop on a signal, or when a peer says this replica has been retired
-    // from the cluster (it must not serve writes nobody else will see).
+    // from the cluster (it must not serve writes nobody else will see) or
+    // shows that its data was rolled back (`crate::origin::rolled_back`).
     let stopper = tokio::spawn({
         let cluster = cluster.clone();
         async move {
             let why = tokio::select! {
                 _ = wait_for_signal() => None,
-                _ = cluster.wait_retired() => Some(cluster.retired_error()),
+                why = cluster.wait_halted() => Some(why),
             };
             match &why {
                 None => tracing::info!("shutting down"),
@@ -196,9 +197,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     tracing::info!("stopped");
     if stopper.is_finished()
-        && let Ok(Some(retired)) = stopper.await
+        && let Ok(Some(why)) = stopper.await
     {
-        return Err(ServeError::Config(retired.to_string()));
+        return Err(ServeError::Config(why));
     }
     Ok(())
 }

@@ -1101,6 +1101,57 @@ async fn a_cluster_lost_whole_comes_back_from_one_replicas_backup() {
     }
 }
 
+/// docs/replication.md, "Backups": a replica whose data directory is put
+/// back from a backup while its cluster ran on holds less of its own
+/// writes than its peers do. Serving, it would number new entries at
+/// positions they hold for others; it sees this in its first peer's
+/// cutoffs and refuses to start, saying why, and the cluster is unharmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restored_from_a_backup_while_its_cluster_ran_on_refuses_to_serve() {
+    let mut cluster = TestCluster::start("repl-restore-live", 2).await;
+    let mut c1 = cluster.r(1).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    let bob = register(&mut c1, "bob", "bob-password").await;
+    let mut acked = send_many(cluster.r(1), &ann, &id(&bob), 2, "before").await;
+    cluster.converge(CONVERGE).await;
+
+    assert!(cluster.r(1).terminate().await.success());
+    let backup = cluster.dir.path().join("backup-of-1");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&cluster.r(1).data_dir)
+        .arg(&backup)
+        .status();
+    assert!(copied.expect("cp").success(), "copying replica 1's data");
+    cluster.r(1).start().await;
+    acked.extend(send_many(cluster.r(1), &ann, &id(&bob), 3, "after").await);
+    cluster.converge(CONVERGE).await;
+
+    // Put back while replica 2 runs on with replica 1's later writes.
+    assert!(cluster.r(1).terminate().await.success());
+    std::fs::remove_dir_all(&cluster.r(1).data_dir).unwrap();
+    std::fs::rename(&backup, &cluster.r(1).data_dir).unwrap();
+    cluster.r(1).spawn();
+    assert_ne!(exits(cluster.r(1)).await, 0);
+    let log = cluster.r(1).log_tail();
+    assert!(
+        log.contains("holds this replica's own writes") && log.contains("must not serve"),
+        "{log}"
+    );
+
+    // Replica 2 still serves everything acknowledged, and takes writes.
+    let mut expected = acked.clone();
+    expected.sort();
+    let mut held: Vec<_> = history(cluster.r(2), &ann.token, &id(&bob))
+        .await
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    held.sort();
+    assert_eq!(held, expected);
+    send_many(cluster.r(2), &bob, &id(&ann), 1, "still here").await;
+}
+
 /// A replica retired while it was only unreachable (paused here) finds out
 /// when it is reachable again, and stops instead of serving writes that
 /// nobody else would ever see. A replica that was unreachable too when the

@@ -182,6 +182,9 @@ pub enum ClusterError {
          serve again; to add a replica, start one with a new id and an empty data directory"
     )]
     Retired { id: u32 },
+    /// A peer holds more of this replica's own writes than its data does.
+    #[error("{0}")]
+    RolledBack(String),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
 }
@@ -212,8 +215,9 @@ pub struct Cluster {
     started: watch::Sender<bool>,
     /// Set once start-up sync is done and the client API is served.
     pub serving: AtomicBool,
-    /// Set when a peer says this replica has been retired: it must stop.
-    retired: watch::Sender<bool>,
+    /// Why this replica must stop, once it has learnt it must: a peer says
+    /// it has been retired, or shows that its data was rolled back.
+    halt: watch::Sender<Option<String>>,
 }
 
 const PEER_KEY_PREFIX: &str = "peer/";
@@ -237,7 +241,7 @@ impl Cluster {
             links: Mutex::new(BTreeMap::new()),
             started: watch::channel(false).0,
             serving: AtomicBool::new(false),
-            retired: watch::channel(false).0,
+            halt: watch::channel(None).0,
         });
         for (_, bytes) in cluster.store.meta_scan(PEER_KEY_PREFIX)? {
             let info = ReplicaInfo::decode(bytes.as_slice())
@@ -307,15 +311,31 @@ impl Cluster {
         Ok(true)
     }
 
-    /// A peer refused this replica as retired: stop serving.
-    pub fn learn_retired(&self) {
-        self.retired.send_replace(true);
+    /// This replica must stop serving (retired, or its data rolled back):
+    /// `why` is what it says as it stops.
+    pub fn halt(&self, why: String) {
+        self.halt.send_if_modified(|h| {
+            let news = h.is_none();
+            if news {
+                *h = Some(why);
+            }
+            news
+        });
     }
 
-    /// Resolves once this replica has learnt that it was retired.
-    pub async fn wait_retired(&self) {
-        let mut rx = self.retired.subscribe();
-        let _ = rx.wait_for(|r| *r).await;
+    /// Resolves, with the reason, once this replica has learnt it must stop.
+    pub async fn wait_halted(&self) -> String {
+        let mut rx = self.halt.subscribe();
+        let why = rx
+            .wait_for(|h| h.is_some())
+            .await
+            .ok()
+            .and_then(|h| h.clone());
+        match why {
+            Some(why) => why,
+            // The cluster is gone (never while the server runs).
+            None => std::future::pending().await,
+        }
     }
 
     /// Every replica known here, this one included (retired ones too, so
@@ -446,6 +466,7 @@ impl Cluster {
                 }
                 Err(IntroError::Clash(e)) => return Err(e),
                 Err(IntroError::Retired) => return Err(self.retired_error()),
+                Err(IntroError::RolledBack(why)) => return Err(ClusterError::RolledBack(why)),
                 Err(e) => tracing::warn!(%addr, error = %e, "introduction failed"),
             }
         }
@@ -468,6 +489,7 @@ impl Cluster {
                 Ok(peer) => tracing::info!(peer = peer.id, %addr, "synced"),
                 Err(IntroError::Clash(e)) => return Err(e),
                 Err(IntroError::Retired) => return Err(self.retired_error()),
+                Err(IntroError::RolledBack(why)) => return Err(ClusterError::RolledBack(why)),
                 Err(e) => tracing::warn!(%addr, error = %e, "introduction failed"),
             }
         }
@@ -482,6 +504,7 @@ impl Cluster {
                 Ok(_) => tracing::info!(peer = link.id, "synced"),
                 Err(IntroError::Clash(e)) => return Err(e),
                 Err(IntroError::Retired) => return Err(self.retired_error()),
+                Err(IntroError::RolledBack(why)) => return Err(ClusterError::RolledBack(why)),
                 Err(e) => {
                     tracing::warn!(peer = link.id, error = %e, "peer unreachable at start-up")
                 }

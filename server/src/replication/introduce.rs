@@ -21,6 +21,7 @@
 //! crossing introductions are harmless.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio_stream::wrappers::ReceiverStream;
@@ -29,7 +30,7 @@ use super::backlog;
 use super::cluster::{Cluster, ClusterError, LinkState};
 use crate::entry::Entry;
 use crate::proto::replication::{
-    EntryChunk, IntroduceRequest, PushRequest, ReplicaInfo, introduce_response,
+    Cutoff, EntryChunk, IntroduceRequest, PushRequest, ReplicaInfo, introduce_response,
 };
 
 /// Backlog chunks handed to the writer before waiting for the oldest.
@@ -60,6 +61,10 @@ pub enum IntroError {
     /// The peer answering is one this replica knows as retired.
     #[error("replica {0} has been retired from the cluster")]
     PeerRetired(u32),
+    /// The peer holds more of this replica's own writes than its data does
+    /// (`crate::origin::rolled_back`): it must not serve.
+    #[error("{0}")]
+    RolledBack(String),
     #[error(transparent)]
     Clash(#[from] ClusterError),
 }
@@ -133,6 +138,7 @@ pub async fn introduce(
     if cluster.is_retired(responder.id) {
         return Err(IntroError::PeerRetired(responder.id));
     }
+    check_not_rolled_back(cluster, responder.id, &hello.cutoffs)?;
     for info in hello.network {
         if info.id != responder.id {
             cluster.add_peer(info)?;
@@ -152,6 +158,30 @@ pub async fn introduce(
             link.set_state(LinkState::Dead);
             Err(e)
         }
+    }
+}
+
+/// Refuses to go on if `peer`'s cutoffs hold more of this replica's own
+/// writes than its data does (`crate::origin::rolled_back`).
+fn check_not_rolled_back(
+    cluster: &Cluster,
+    peer: u32,
+    cutoffs: &[Cutoff],
+) -> Result<(), IntroError> {
+    let mine = cluster.origin();
+    let held = cluster.writer.cutoffs().get(&mine).copied().unwrap_or(0);
+    let starting = !cluster.serving.load(Ordering::Relaxed);
+    let peer_holds = cutoffs.iter().map(|c| (c.origin, c.seq));
+    match crate::origin::rolled_back(mine, held, starting, peer_holds) {
+        None => Ok(()),
+        Some((origin, seq)) => Err(IntroError::RolledBack(format!(
+            "replica {peer} holds this replica's own writes up to origin {origin}, entry {seq}, \
+             but this replica's data only goes to origin {mine}, entry {held}: its data directory \
+             is older than its writes (put back from a backup or a disk snapshot while the \
+             cluster ran on?). It must not serve: it could log entries at positions its peers \
+             hold for others. Replace it with a replica under a new id and an empty data \
+             directory (docs/replication.md, \"Backups\")"
+        ))),
     }
 }
 

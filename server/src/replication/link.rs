@@ -122,7 +122,12 @@ impl LinkTask {
                     peer = link.id,
                     "the peer says this replica has been retired from the cluster; stopping"
                 );
-                self.cluster.learn_retired();
+                self.cluster.halt(self.cluster.retired_error().to_string());
+                return false;
+            }
+            Err(IntroError::RolledBack(why)) => {
+                tracing::error!(peer = link.id, "{why}; stopping");
+                self.cluster.halt(why);
                 return false;
             }
             Err(e) => tracing::debug!(peer = link.id, error = %e, "introduction failed"),
