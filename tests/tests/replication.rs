@@ -1026,11 +1026,55 @@ async fn a_retired_replica_leaves_the_cluster_for_good() {
     );
 }
 
-/// docs/replication.md, "Backups": a copy of one cleanly stopped replica's
-/// data directory backs up the whole cluster. After every replica is lost,
-/// disks included, the copy put back as its replica's directory serves
-/// alone what the cluster held when it was taken (and nothing later); the
-/// lost replicas are retired through it, and new ones join under new ids.
+/// docs/replication.md, "Backups": stops replica `r` cleanly, copies its
+/// data directory (`cp -a`), checks the copy (`chat-server verify`) and
+/// starts the replica again; returns the copy.
+async fn back_up(cluster: &mut TestCluster, r: u32) -> std::path::PathBuf {
+    assert!(cluster.r(r).terminate().await.success());
+    let backup = cluster.dir.path().join(format!("backup-of-{r}"));
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&cluster.r(r).data_dir)
+        .arg(&backup)
+        .status();
+    assert!(copied.expect("cp").success(), "copying replica {r}'s data");
+    let checked = admin(&["verify", "--data-dir", &backup.to_string_lossy()], SECRET);
+    assert!(checked.status.success(), "verify: {checked:?}");
+    cluster.r(r).start().await;
+    backup
+}
+
+/// Puts `backup` back as the data directory of replica `r` (stopped).
+fn put_back(cluster: &mut TestCluster, r: u32, backup: &std::path::Path) {
+    let dir = &cluster.r(r).data_dir;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    std::fs::rename(backup, dir).unwrap();
+}
+
+/// The ids of the messages between `me` and `peer` that replica `r` holds,
+/// sorted.
+async fn held_ids(r: &Replica, me: &proto::AuthResponse, peer: &str) -> Vec<String> {
+    let mut ids: Vec<String> = history(r, &me.token, peer)
+        .await
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+/// A copy of one cleanly stopped replica's data directory backs up the
+/// whole cluster. After every replica is lost, disks included, the copy put
+/// back as its replica's directory serves alone what the cluster held when
+/// it was taken (and nothing later); the lost replicas are retired through
+/// it, and new ones join under new ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_lost_whole_comes_back_from_one_replicas_backup() {
     let mut cluster = TestCluster::start("repl-backup", 3).await;
@@ -1039,20 +1083,7 @@ async fn a_cluster_lost_whole_comes_back_from_one_replicas_backup() {
     let bob = register(&mut c2, "bob", "bob-password").await;
     let mut kept = send_many(cluster.r(2), &ann, &id(&bob), 4, "before").await;
     cluster.converge(CONVERGE).await;
-
-    // The backup: replica 1 stopped cleanly, its directory copied and
-    // checked, replica 1 started again.
-    assert!(cluster.r(1).terminate().await.success());
-    let backup = cluster.dir.path().join("backup-of-1");
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&cluster.r(1).data_dir)
-        .arg(&backup)
-        .status();
-    assert!(copied.expect("cp").success(), "copying replica 1's data");
-    let checked = admin(&["verify", "--data-dir", &backup.to_string_lossy()], SECRET);
-    assert!(checked.status.success(), "verify: {checked:?}");
-    cluster.r(1).start().await;
+    let backup = back_up(&mut cluster, 1).await;
     send_many(cluster.r(3), &bob, &id(&ann), 3, "after the backup").await;
     cluster.converge(CONVERGE).await;
 
@@ -1063,15 +1094,10 @@ async fn a_cluster_lost_whole_comes_back_from_one_replicas_backup() {
     }
 
     // Restored, replica 1 serves alone what the backup held.
-    std::fs::rename(&backup, &cluster.r(1).data_dir).unwrap();
+    put_back(&mut cluster, 1, &backup);
     cluster.r(1).start().await;
-    let sorted = |mut v: Vec<String>| {
-        v.sort();
-        v
-    };
-    let held = |h: Vec<proto::Message>| sorted(h.into_iter().map(|m| m.id).collect());
     assert_eq!(
-        held(history(cluster.r(1), &ann.token, &id(&bob)).await),
+        held_ids(cluster.r(1), &ann, &id(&bob)).await,
         sorted(kept.clone()),
         "the restored replica should hold what the backup held, and only that"
     );
@@ -1094,18 +1120,18 @@ async fn a_cluster_lost_whole_comes_back_from_one_replicas_backup() {
     for r in [1, four] {
         assert_eq!(listed_servers(cluster.r(r)).await, [1, four], "replica {r}");
         assert_eq!(
-            held(history(cluster.r(r), &ann.token, &id(&bob)).await),
+            held_ids(cluster.r(r), &ann, &id(&bob)).await,
             sorted(kept.clone()),
             "replica {r}"
         );
     }
 }
 
-/// docs/replication.md, "Backups": a replica whose data directory is put
-/// back from a backup while its cluster ran on holds less of its own
-/// writes than its peers do. Serving, it would number new entries at
-/// positions they hold for others; it sees this in its first peer's
-/// cutoffs and refuses to start, saying why, and the cluster is unharmed.
+/// A replica whose data directory is put back from a backup while its
+/// cluster ran on holds less of its own writes than its peers do. Serving,
+/// it would number new entries at positions they hold for others; it sees
+/// this in its first peer's cutoffs and refuses to start, saying why, and
+/// the cluster is unharmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_restored_from_a_backup_while_its_cluster_ran_on_refuses_to_serve() {
     let mut cluster = TestCluster::start("repl-restore-live", 2).await;
@@ -1114,23 +1140,13 @@ async fn a_replica_restored_from_a_backup_while_its_cluster_ran_on_refuses_to_se
     let bob = register(&mut c1, "bob", "bob-password").await;
     let mut acked = send_many(cluster.r(1), &ann, &id(&bob), 2, "before").await;
     cluster.converge(CONVERGE).await;
-
-    assert!(cluster.r(1).terminate().await.success());
-    let backup = cluster.dir.path().join("backup-of-1");
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&cluster.r(1).data_dir)
-        .arg(&backup)
-        .status();
-    assert!(copied.expect("cp").success(), "copying replica 1's data");
-    cluster.r(1).start().await;
+    let backup = back_up(&mut cluster, 1).await;
     acked.extend(send_many(cluster.r(1), &ann, &id(&bob), 3, "after").await);
     cluster.converge(CONVERGE).await;
 
     // Put back while replica 2 runs on with replica 1's later writes.
     assert!(cluster.r(1).terminate().await.success());
-    std::fs::remove_dir_all(&cluster.r(1).data_dir).unwrap();
-    std::fs::rename(&backup, &cluster.r(1).data_dir).unwrap();
+    put_back(&mut cluster, 1, &backup);
     cluster.r(1).spawn();
     assert_ne!(exits(cluster.r(1)).await, 0);
     let log = cluster.r(1).log_tail();
@@ -1140,15 +1156,7 @@ async fn a_replica_restored_from_a_backup_while_its_cluster_ran_on_refuses_to_se
     );
 
     // Replica 2 still serves everything acknowledged, and takes writes.
-    let mut expected = acked.clone();
-    expected.sort();
-    let mut held: Vec<_> = history(cluster.r(2), &ann.token, &id(&bob))
-        .await
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
-    held.sort();
-    assert_eq!(held, expected);
+    assert_eq!(held_ids(cluster.r(2), &ann, &id(&bob)).await, sorted(acked));
     send_many(cluster.r(2), &bob, &id(&ann), 1, "still here").await;
 }
 
