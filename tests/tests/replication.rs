@@ -172,7 +172,6 @@ async fn crashed_replicas_catch_up_and_nothing_acknowledged_is_lost() {
 /// would never agree again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_unclean_stop_a_replica_logs_under_a_new_origin() {
-    use nix::sys::signal::Signal;
     let mut cluster = TestCluster::start("repl-origin", 2).await;
     let mut c1 = cluster.r(1).client().await;
     let ann = register(&mut c1, "ann", "ann-password").await;
@@ -184,19 +183,10 @@ async fn after_an_unclean_stop_a_replica_logs_under_a_new_origin() {
     // Replica 1's data as a crash would leave it (a stopped process's
     // files), then five more sends through it: held by replica 2 only, once
     // replica 1 is put back to the image.
-    let image = cluster.r(1).data_dir.with_extension("image");
-    cluster.r(1).signal(Signal::SIGSTOP);
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&cluster.r(1).data_dir)
-        .arg(&image)
-        .status();
-    cluster.r(1).signal(Signal::SIGCONT);
-    assert!(copied.expect("cp").success(), "copying replica 1's data");
+    let image = image_of_running(&mut cluster, 1);
     acked.extend(send_many(cluster.r(1), &ann, &id(&bob), 5, "lost-by-1").await);
     cluster.r(1).kill9();
-    std::fs::remove_dir_all(&cluster.r(1).data_dir).unwrap();
-    std::fs::rename(&image, &cluster.r(1).data_dir).unwrap();
+    put_back(&mut cluster, 1, &image);
     assert!(cluster.r(2).terminate().await.success());
 
     // Alone, replica 1 takes writes at once, under its next origin.
@@ -1044,6 +1034,22 @@ async fn back_up(cluster: &mut TestCluster, r: u32) -> std::path::PathBuf {
     backup
 }
 
+/// A copy of running replica `r`'s data directory as a crash or a disk
+/// snapshot would leave it (taken while the process is paused).
+fn image_of_running(cluster: &mut TestCluster, r: u32) -> std::path::PathBuf {
+    use nix::sys::signal::Signal;
+    let image = cluster.dir.path().join(format!("image-of-{r}"));
+    cluster.r(r).signal(Signal::SIGSTOP);
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&cluster.r(r).data_dir)
+        .arg(&image)
+        .status();
+    cluster.r(r).signal(Signal::SIGCONT);
+    assert!(copied.expect("cp").success(), "copying replica {r}'s data");
+    image
+}
+
 /// Puts `backup` back as the data directory of replica `r` (stopped).
 fn put_back(cluster: &mut TestCluster, r: u32, backup: &std::path::Path) {
     let dir = &cluster.r(r).data_dir;
@@ -1157,6 +1163,51 @@ async fn a_replica_restored_from_a_backup_while_its_cluster_ran_on_refuses_to_se
 
     // Replica 2 still serves everything acknowledged, and takes writes.
     assert_eq!(held_ids(cluster.r(2), &ann, &id(&bob)).await, sorted(acked));
+    send_many(cluster.r(2), &bob, &id(&ann), 1, "still here").await;
+}
+
+/// The same mistake made while every peer is down, from a copy taken
+/// before two crashes: the replica starts alone and serves (nobody can tell
+/// it otherwise), but the first peer to return holds a later incarnation of
+/// it, so whichever side introduces first, it stops, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_replica_serving_alone_stops_when_a_peer_returns() {
+    let mut cluster = TestCluster::start("repl-rollback-alone", 2).await;
+    let mut c1 = cluster.r(1).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    let bob = register(&mut c1, "bob", "bob-password").await;
+    send_many(cluster.r(1), &ann, &id(&bob), 2, "before").await;
+    cluster.converge(CONVERGE).await;
+
+    // A disk snapshot of the running replica (origin 1), then two crashes,
+    // each followed by writes under the next origin.
+    let image = image_of_running(&mut cluster, 1);
+    for crash in 1..=2u32 {
+        cluster.r(1).kill9();
+        cluster.r(1).start().await;
+        assert_eq!(cluster.status(1).await.unwrap().origin, 1 + 65_536 * crash);
+        send_many(cluster.r(1), &ann, &id(&bob), 2, "later").await;
+    }
+    cluster.converge(CONVERGE).await;
+
+    // Put back with replica 2 down: replica 1 starts alone, under origin
+    // 65 537 again (the one after the snapshot's), and serves.
+    assert!(cluster.r(2).terminate().await.success());
+    cluster.r(1).kill9();
+    put_back(&mut cluster, 1, &image);
+    cluster.r(1).start().await;
+    assert_eq!(cluster.status(1).await.unwrap().origin, 1 + 65_536);
+
+    // Replica 2 returns, holding origin 131 073 of replica 1.
+    cluster.r(2).start().await;
+    assert_ne!(exits(cluster.r(1)).await, 0);
+    let log = cluster.r(1).log_tail();
+    assert!(
+        log.contains("holds this replica's own writes up to origin 131073")
+            && log.contains("must not serve"),
+        "{log}"
+    );
+    // Replica 2 is unharmed.
     send_many(cluster.r(2), &bob, &id(&ann), 1, "still here").await;
 }
 

@@ -510,6 +510,12 @@ impl Cluster {
                 }
             }
         }
+        // A peer's introduction to this replica may have shown meanwhile
+        // that its data was rolled back (`service.rs`): then it must not
+        // begin to serve.
+        if let Some(why) = self.halt.borrow().clone() {
+            return Err(ClusterError::RolledBack(why));
+        }
         self.started.send_replace(true);
         Ok(())
     }

@@ -162,8 +162,10 @@ pub async fn introduce(
 }
 
 /// Refuses to go on if `peer`'s cutoffs hold more of this replica's own
-/// writes than its data does (`crate::origin::rolled_back`).
-fn check_not_rolled_back(
+/// writes than its data does (`crate::origin::rolled_back`). Both sides of
+/// an introduction ask: the requester of the responder's cutoffs, the
+/// responder (`service.rs`) of the requester's.
+pub(super) fn check_not_rolled_back(
     cluster: &Cluster,
     peer: u32,
     cutoffs: &[Cutoff],

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::backlog;
 use super::cluster::{Cluster, LinkState};
-use super::introduce::{MAX_CHUNKS_IN_FLIGHT, decode_chunk};
+use super::introduce::{IntroError, MAX_CHUNKS_IN_FLIGHT, check_not_rolled_back, decode_chunk};
 use crate::entry::Entry;
 use crate::proto::replication::replication_server::Replication;
 use crate::proto::replication::{
@@ -107,6 +107,18 @@ impl Replication for ReplicationService {
     ) -> Result<Response<IntroduceStream>, Status> {
         let req = request.into_inner();
         let from = sender(&self.cluster, req.from)?;
+        // The requester's cutoffs may show that *this* replica's data was
+        // rolled back: it stops, and says so to the requester.
+        if let Err(IntroError::RolledBack(why)) =
+            check_not_rolled_back(&self.cluster, from.id, &req.cutoffs)
+        {
+            tracing::error!(peer = from.id, "{why}; stopping");
+            self.cluster.halt(why);
+            return Err(Status::failed_precondition(format!(
+                "replica {} is stopping: its data is older than its own writes that you hold",
+                self.cluster.me.id
+            )));
+        }
         let link = self
             .cluster
             .add_peer(from.clone())
