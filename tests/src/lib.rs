@@ -225,6 +225,16 @@ impl Replica {
         self.try_client().await.expect("connect to replica")
     }
 
+    /// The server list this replica gives clients.
+    pub async fn list_servers(&self) -> proto::ListServersResponse {
+        self.client()
+            .await
+            .list_servers(proto::ListServersRequest {})
+            .await
+            .expect("ListServers")
+            .into_inner()
+    }
+
     /// The exit code, once the process has exited by itself.
     pub fn exit_code(&mut self) -> Option<i32> {
         let child = self.child.as_mut()?;

@@ -569,13 +569,7 @@ async fn health_and_reflection() {
 #[tokio::test]
 async fn server_list_names_this_replica() {
     let (_dir, r) = single("servers").await;
-    let list = r
-        .client()
-        .await
-        .list_servers(proto::ListServersRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let list = r.list_servers().await;
     assert_eq!(list.this_server_id, 1);
     assert_eq!(list.servers.len(), 1);
     assert_eq!(list.servers[0].url, r.url());

@@ -80,14 +80,7 @@ async fn writes_are_readable_everywhere_and_delivered_live_across_replicas() {
     }
     // Every replica lists all three servers as up.
     for r in 1..=3 {
-        let list = cluster
-            .r(r)
-            .client()
-            .await
-            .list_servers(proto::ListServersRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let list = cluster.r(r).list_servers().await;
         assert_eq!(list.this_server_id, r);
         assert_eq!(list.servers.len(), 3);
         assert!(list.servers.iter().all(|s| s.live), "{list:?}");
@@ -436,14 +429,7 @@ async fn a_fourth_replica_joins_with_full_history() {
     );
     // It is part of everyone's network, and writes through it replicate.
     for r in 1..=3 {
-        let list = cluster
-            .r(r)
-            .client()
-            .await
-            .list_servers(proto::ListServersRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let list = cluster.r(r).list_servers().await;
         assert!(
             list.servers.iter().any(|s| s.id == 4 && s.live),
             "replica {r}: {list:?}"
@@ -894,12 +880,8 @@ fn admin(args: &[&str], secret: &str) -> std::process::Output {
 /// The ids of the servers a replica lists to clients.
 async fn listed_servers(r: &Replica) -> Vec<u32> {
     let mut ids: Vec<u32> = r
-        .client()
+        .list_servers()
         .await
-        .list_servers(proto::ListServersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
         .servers
         .iter()
         .map(|s| s.id)
