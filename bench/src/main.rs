@@ -70,9 +70,34 @@ struct Args {
     timeline: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() {
+/// The replicas' allocator, so the load generator's own allocations cost
+/// what theirs do.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
     let args = Args::parse();
+    // The load generator shares the cores with the replicas it measures, so
+    // it should take as little of them as it can. Closed-loop clients wait
+    // on the replicas almost all the time: one thread drives 64 of them with
+    // a fifth less CPU per send than a thread per core (no work stealing,
+    // no cross-thread wake-ups; docs/performance.md). History readers
+    // decode whole pages and keep both cores busy, so they get a thread per
+    // core.
+    let mut runtime = match args.workload {
+        Workload::History => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    match runtime.enable_all().build() {
+        Ok(rt) => rt.block_on(run(args)),
+        Err(e) => {
+            eprintln!("chat-bench: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(args: Args) {
     let run = async {
         let duration = Duration::from_secs(args.duration);
         match args.workload {
