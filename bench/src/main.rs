@@ -75,30 +75,15 @@ struct Args {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() {
+// The load generator shares the cores with the replicas it measures, so it
+// should take as little of them as it can. Its clients wait on the replicas
+// almost all the time: one thread drives them all with a fifth less CPU per
+// send than a thread per core (no work stealing, no cross-thread wake-ups),
+// and history readers read as fast either way (docs/performance.md).
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
     let args = Args::parse();
-    // The load generator shares the cores with the replicas it measures, so
-    // it should take as little of them as it can. Closed-loop clients wait
-    // on the replicas almost all the time: one thread drives 64 of them with
-    // a fifth less CPU per send than a thread per core (no work stealing,
-    // no cross-thread wake-ups; docs/performance.md). History readers
-    // decode whole pages and keep both cores busy, so they get a thread per
-    // core.
-    let mut runtime = match args.workload {
-        Workload::History => tokio::runtime::Builder::new_multi_thread(),
-        _ => tokio::runtime::Builder::new_current_thread(),
-    };
-    match runtime.enable_all().build() {
-        Ok(rt) => rt.block_on(run(args)),
-        Err(e) => {
-            eprintln!("chat-bench: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    }
-}
-
-async fn run(args: Args) {
-    let run = async {
+    let work = async {
         let duration = Duration::from_secs(args.duration);
         match args.workload {
             Workload::Restart => workloads::restart::run(args.size, args.seed).await,
@@ -147,7 +132,7 @@ async fn run(args: Args) {
     // Ctrl-C drops the running workload, and with it the cluster it started
     // (its replicas are killed when their handles drop).
     let rows = tokio::select! {
-        rows = run => rows,
+        rows = work => rows,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("interrupted; stopping");
             std::process::exit(130);
