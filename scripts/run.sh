@@ -6,11 +6,12 @@
 # Builds the web app into ./dist first (trunk; scripts/setup.sh installs the
 # tools on first use), and every replica serves it on its client port.
 #
-# Replica N serves its client API (gRPC, gRPC-web) on 127.0.0.1:700N and
-# replication on 127.0.0.1:710N, keeps its data in ./data/replica-N and logs
-# to ./data/replica-N.log. Ctrl-C stops all three. Data persists across runs;
-# delete ./data to start over. CHAT_BASE_PORT=8000 moves the ports to
-# 800N/810N.
+# Replica N serves its client API (gRPC, gRPC-web) on 127.0.0.1:700N,
+# replication on 127.0.0.1:710N and Prometheus metrics on 127.0.0.1:720N,
+# keeps its data in ./data/replica-N and logs to ./data/replica-N.log.
+# Ctrl-C stops all three. Data persists across runs; delete ./data to start
+# over. CHAT_BASE_PORT=8000 moves the ports to
+# 800N/810N/820N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ if [ ! -s data/cluster.secret ]; then
 fi
 
 for n in 1 2 3; do
-  for port in $((base + n)) $((base + 100 + n)); do
+  for port in $((base + n)) $((base + 100 + n)) $((base + 200 + n)); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "port $port is already in use (another cluster running?); set CHAT_BASE_PORT to use other ports" >&2
       exit 1
@@ -63,6 +64,7 @@ for n in 1 2 3; do
     --id "$n" \
     --client-addr "127.0.0.1:$((base + n))" \
     --replication-addr "127.0.0.1:$((base + 100 + n))" \
+    --metrics-addr "127.0.0.1:$((base + 200 + n))" \
     --data-dir "data/replica-$n" \
     --cluster-secret-file data/cluster.secret \
     --join "$(IFS=,; echo "${join[*]}")" \
@@ -88,7 +90,7 @@ done
 echo
 echo "Local chat cluster is up:"
 for n in 1 2 3; do
-  echo "  replica $n   http://127.0.0.1:$((base + n))/   (replication 127.0.0.1:$((base + 100 + n)), log data/replica-$n.log)"
+  echo "  replica $n   http://127.0.0.1:$((base + n))/   (replication 127.0.0.1:$((base + 100 + n)), metrics http://127.0.0.1:$((base + 200 + n))/metrics, log data/replica-$n.log)"
 done
 echo
 echo "Open any replica's URL in a browser (the chat app; each serves it). Status of replica 1:"

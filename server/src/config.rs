@@ -57,6 +57,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAT_REPLICATION_ADDR", default_value = "127.0.0.1:7101")]
     pub replication_addr: SocketAddr,
 
+    /// Address to serve Prometheus metrics on (plain HTTP, `GET /metrics`);
+    /// off unless given. Keep it on a private interface: it is not
+    /// authenticated (it shows request counts and latencies, replication
+    /// state; never accounts, messages or secrets).
+    #[arg(long, env = "CHAT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// URL clients should use to reach this replica's client API, as
     /// announced in server lists [default: http(s)://<client-addr>].
     #[arg(long, env = "CHAT_ADVERTISE_URL")]

@@ -39,4 +39,9 @@ impl EventHub {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<Change>>> {
         self.tx.subscribe()
     }
+
+    /// How many subscriptions are open.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
 }

@@ -18,6 +18,7 @@
 //! * [`replication`]: relaying entries to peers, introductions, liveness.
 //! * [`auth`]: sessions (JWT) and passwords (argon2id).
 //! * [`server`]: wiring: listeners, TLS, health, reflection, shutdown.
+//! * [`metrics`]: Prometheus metrics for operators (`--metrics-addr`).
 //! * [`admin`]: the operator commands (`status`, `retire`, `verify`).
 //!
 //! `ARCHITECTURE.md` at the repository root walks a request through these.
@@ -33,6 +34,7 @@ pub mod events;
 pub mod hlc;
 pub mod ids;
 pub mod memtable_reaper;
+pub mod metrics;
 pub mod origin;
 pub mod replication;
 pub mod server;

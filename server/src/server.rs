@@ -113,6 +113,23 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         shutdown_rx.clone(),
     ));
     tokio::spawn(relay::run(cluster.clone(), acks_rx));
+    if let Some(addr) = args.metrics_addr {
+        let listener = bind(addr).await?;
+        tracing::info!(metrics = %listener.local_addr()?, "serving metrics");
+        tokio::spawn({
+            let served = crate::metrics::serve(
+                listener,
+                cluster.clone(),
+                events.clone(),
+                shutdown_rx.clone(),
+            );
+            async move {
+                if let Err(e) = served.await {
+                    tracing::warn!(error = %e, "the metrics endpoint stopped");
+                }
+            }
+        });
+    }
     let client_listener = bind(args.client_addr).await?;
     cluster
         .startup(&args.join)

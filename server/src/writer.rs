@@ -399,7 +399,10 @@ impl WriterThread {
         };
         let writes = overlay.into_writes();
         cache.update(&writes);
-        if let Err(e) = self.store.commit(&entries, writes) {
+        let start = std::time::Instant::now();
+        let committed = self.store.commit(&entries, writes);
+        crate::metrics::record_commit(entries.len(), start.elapsed(), committed.is_ok());
+        if let Err(e) = committed {
             let why = e.to_string();
             tracing::error!(error = %why, "commit failed; refusing further writes");
             cache.clear();

@@ -866,6 +866,113 @@ async fn the_status_command_shows_identity_log_format_and_peers() {
     assert!(err.contains("need the cluster's peer key"), "{err}");
 }
 
+/// The value of one series (`name{labels}` exactly as exposed) in a
+/// Prometheus text exposition.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let value = l.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split(' ').next()?.parse().ok()
+    })
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_calls_and_commits_and_show_live_peers() {
+    let mut cluster = TestCluster::new("repl-metrics", 2);
+    let mut metrics = Vec::new();
+    for r in &mut cluster.replicas {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        r.extra_args
+            .extend(["--metrics-addr".to_string(), addr.to_string()]);
+        metrics.push(addr);
+        r.spawn();
+    }
+    for r in &mut cluster.replicas {
+        r.wait_ready(CONVERGE).await;
+    }
+    cluster.converge(CONVERGE).await;
+
+    let mut c1 = cluster.r(1).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    let bob = register(&mut c1, "bob", "bob-password").await;
+    // A live subscription on replica 2.
+    let mut events = cluster
+        .r(2)
+        .client()
+        .await
+        .subscribe(authed(&bob.token, proto::SubscribeRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    events.next().await.expect("subscribed event").unwrap();
+    c1.send_message(authed(&ann.token, send_req(&id(&bob), "hi")))
+        .await
+        .unwrap();
+    let refused = c1.send_message(send_req(&id(&bob), "no token")).await;
+    expect_code(refused, Code::Unauthenticated);
+
+    let m1 = scrape(metrics[0]).await;
+    let calls = |m: &str, method: &str, code: &str| {
+        metric(
+            m,
+            &format!("chat_requests_total{{method=\"{method}\",code=\"{code}\"}}"),
+        )
+    };
+    assert_eq!(calls(&m1, "CreateAccount", "OK"), Some(2.0), "{m1}");
+    assert_eq!(calls(&m1, "SendMessage", "OK"), Some(1.0), "{m1}");
+    assert_eq!(
+        calls(&m1, "SendMessage", "Unauthenticated"),
+        Some(1.0),
+        "{m1}"
+    );
+    assert_eq!(
+        metric(
+            &m1,
+            "chat_request_duration_seconds_count{method=\"SendMessage\"}"
+        ),
+        Some(2.0),
+        "{m1}"
+    );
+    assert_eq!(metric(&m1, "chat_serving"), Some(1.0), "{m1}");
+    assert_eq!(metric(&m1, "chat_peer_up{peer=\"2\"}"), Some(1.0), "{m1}");
+    // Three entries (two creations, one send), each written once on each
+    // replica: accepted on 1, relayed to 2.
+    let m2 = scrape(metrics[1]).await;
+    for m in [&m1, &m2] {
+        assert_eq!(metric(m, "chat_log_entries"), Some(3.0), "{m}");
+        assert_eq!(metric(m, "chat_commit_entries_sum"), Some(3.0), "{m}");
+        let commits = metric(m, "chat_commits_total").unwrap();
+        assert!((1.0..=3.0).contains(&commits), "{m}");
+        assert_eq!(
+            metric(m, "chat_commit_duration_seconds_count"),
+            Some(commits),
+            "{m}"
+        );
+        assert_eq!(metric(m, "chat_commit_failures_total"), Some(0.0), "{m}");
+    }
+    assert_eq!(calls(&m2, "SendMessage", "OK"), None, "{m2}");
+    assert_eq!(metric(&m2, "chat_live_subscriptions"), Some(1.0), "{m2}");
+    drop(events);
+
+    // Replica 2 dies: replica 1 says so.
+    cluster.r(2).kill9();
+    let t = Instant::now();
+    loop {
+        let m = scrape(metrics[0]).await;
+        if metric(&m, "chat_peer_up{peer=\"2\"}") == Some(0.0) {
+            assert!(metric(&m, "chat_peer_silence_seconds{peer=\"2\"}").unwrap() > 0.0);
+            break;
+        }
+        assert!(t.elapsed() < CONVERGE, "replica 1 still has 2 live:\n{m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs an operator command (`chat-server status ...`, `retire ...`) with
 /// the cluster secret `secret`.
 fn admin(args: &[&str], secret: &str) -> std::process::Output {

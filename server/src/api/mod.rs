@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chat_shared::proto;
 use tokio::sync::watch;
@@ -39,6 +40,7 @@ use crate::auth::{Passwords, SessionError, Sessions, Throttle};
 use crate::events::EventHub;
 use crate::hlc;
 use crate::ids::{AccountId, MessageId, RequestId};
+use crate::metrics;
 use crate::state::query::{self, AccountStatus};
 use crate::state::records::{AccountRecord, MessageRecord};
 use crate::state::{KvRead, StorageError};
@@ -244,8 +246,19 @@ impl ChatApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn reply<T>(r: Result<T, ApiError>) -> Reply<T> {
-    r.map(Response::new).map_err(Status::from)
+/// Runs a call's handler and turns its result into the gRPC reply, counting
+/// the call in the metrics under `method` (its name in the proto).
+async fn call<T>(
+    method: &'static str,
+    handler: impl Future<Output = Result<T, ApiError>>,
+) -> Reply<T> {
+    let start = Instant::now();
+    let reply = handler.await.map(Response::new).map_err(Status::from);
+    let code = reply
+        .as_ref()
+        .map_or_else(Status::code, |_| tonic::Code::Ok);
+    metrics::record_call(method, code, start.elapsed());
+    reply
 }
 
 #[tonic::async_trait]
@@ -254,80 +267,88 @@ impl proto::chat_server::Chat for ChatApi {
         &self,
         r: Request<proto::CreateAccountRequest>,
     ) -> Reply<proto::AuthResponse> {
-        reply(create_account::handle(&self.ctx, r.into_inner()).await)
+        call(
+            "CreateAccount",
+            create_account::handle(&self.ctx, r.into_inner()),
+        )
+        .await
     }
 
     async fn login(&self, r: Request<proto::LoginRequest>) -> Reply<proto::AuthResponse> {
         let address = r.remote_addr().map(|a| a.ip());
-        reply(login::handle(&self.ctx, address, r.into_inner()).await)
+        call("Login", login::handle(&self.ctx, address, r.into_inner())).await
     }
 
     async fn list_accounts(
         &self,
         r: Request<proto::ListAccountsRequest>,
     ) -> Reply<proto::ListAccountsResponse> {
-        reply(list_accounts::handle(&self.ctx, r).await)
+        call("ListAccounts", list_accounts::handle(&self.ctx, r)).await
     }
 
     async fn send_message(
         &self,
         r: Request<proto::SendMessageRequest>,
     ) -> Reply<proto::SendMessageResponse> {
-        reply(send_message::handle(&self.ctx, r).await)
+        call("SendMessage", send_message::handle(&self.ctx, r)).await
     }
 
     async fn list_unread(
         &self,
         r: Request<proto::ListUnreadRequest>,
     ) -> Reply<proto::ListUnreadResponse> {
-        reply(list_unread::handle(&self.ctx, r).await)
+        call("ListUnread", list_unread::handle(&self.ctx, r)).await
     }
 
     async fn list_conversations(
         &self,
         r: Request<proto::ListConversationsRequest>,
     ) -> Reply<proto::ListConversationsResponse> {
-        reply(list_conversations::handle(&self.ctx, r).await)
+        call(
+            "ListConversations",
+            list_conversations::handle(&self.ctx, r),
+        )
+        .await
     }
 
     async fn get_history(
         &self,
         r: Request<proto::GetHistoryRequest>,
     ) -> Reply<proto::GetHistoryResponse> {
-        reply(get_history::handle(&self.ctx, r).await)
+        call("GetHistory", get_history::handle(&self.ctx, r)).await
     }
 
     async fn mark_read(
         &self,
         r: Request<proto::MarkReadRequest>,
     ) -> Reply<proto::MarkReadResponse> {
-        reply(mark_read::handle(&self.ctx, r).await)
+        call("MarkRead", mark_read::handle(&self.ctx, r)).await
     }
 
     async fn delete_messages(
         &self,
         r: Request<proto::DeleteMessagesRequest>,
     ) -> Reply<proto::DeleteMessagesResponse> {
-        reply(delete_messages::handle(&self.ctx, r).await)
+        call("DeleteMessages", delete_messages::handle(&self.ctx, r)).await
     }
 
     async fn delete_account(
         &self,
         r: Request<proto::DeleteAccountRequest>,
     ) -> Reply<proto::DeleteAccountResponse> {
-        reply(delete_account::handle(&self.ctx, r).await)
+        call("DeleteAccount", delete_account::handle(&self.ctx, r)).await
     }
 
     type SubscribeStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
 
     async fn subscribe(&self, r: Request<proto::SubscribeRequest>) -> Reply<Self::SubscribeStream> {
-        reply(subscribe::handle(&self.ctx, r).await)
+        call("Subscribe", subscribe::handle(&self.ctx, r)).await
     }
 
     async fn list_servers(
         &self,
         _r: Request<proto::ListServersRequest>,
     ) -> Reply<proto::ListServersResponse> {
-        Ok(Response::new(list_servers::handle(&self.ctx)))
+        call("ListServers", async { Ok(list_servers::handle(&self.ctx)) }).await
     }
 }
