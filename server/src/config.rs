@@ -35,6 +35,12 @@ pub enum Command {
     Verify(VerifyArgs),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
     /// The replica's data directory (as given to --data-dir).
@@ -91,6 +97,11 @@ pub struct ServeArgs {
     /// directives such as "info,chat_server::replication=debug".
     #[arg(long, env = "CHAT_LOG", default_value = "info")]
     pub log_level: String,
+
+    /// Log lines as human-readable text, or as one JSON object per line
+    /// (for log collectors).
+    #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// PEM certificate chain: serve both ports over TLS (with --tls-key).
     /// Required beyond localhost: passwords travel inside requests.

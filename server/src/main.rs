@@ -11,7 +11,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
-use chat_server::config::{Cli, Command};
+use chat_server::config::{Cli, Command, LogFormat};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -42,11 +42,22 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                     directives.push_str(&format!(",{quiet}=warn"));
                 }
             }
-            let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
-            tracing_subscriber::fmt().with_env_filter(filter).init();
-            chat_server::server::serve(cli.serve)
-                .await
-                .map_err(|e| e.to_string())
+            match EnvFilter::try_new(&directives) {
+                Err(e) => Err(format!(
+                    "--log-level {:?} is not a log filter: {e}",
+                    cli.serve.log_level
+                )),
+                Ok(filter) => {
+                    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+                    match cli.serve.log_format {
+                        LogFormat::Text => logs.init(),
+                        LogFormat::Json => logs.json().init(),
+                    }
+                    chat_server::server::serve(cli.serve)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            }
         }
     };
     match result {

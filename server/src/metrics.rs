@@ -25,7 +25,7 @@
 //! it belongs on a private interface. It shows counts, latencies and
 //! replication state -- never an account, a message or a secret.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -149,6 +149,8 @@ struct Exporter {
     subscriptions: Gauge,
     peer_up: Family<PeerLabels, Gauge>,
     peer_silence: Family<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// One scrape at a time: each rewrites the peer gauges.
+    rendering: Mutex<()>,
 }
 
 impl Exporter {
@@ -196,6 +198,7 @@ impl Exporter {
             subscriptions: Gauge::default(),
             peer_up: Family::default(),
             peer_silence: Family::default(),
+            rendering: Mutex::new(()),
         };
         e.registry.register(
             "serving",
@@ -227,6 +230,7 @@ impl Exporter {
     }
 
     fn render(&self) -> Result<String, std::fmt::Error> {
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         let cluster = &self.cluster;
         self.serving.set(i64::from(
             cluster.serving.load(std::sync::atomic::Ordering::Relaxed),

@@ -399,9 +399,14 @@ impl WriterThread {
         };
         let writes = overlay.into_writes();
         cache.update(&writes);
+        // A batch of retries and entries already held writes nothing (and
+        // fjall skips it): not a commit worth counting.
+        let writes_something = !(entries.is_empty() && writes.is_empty());
         let start = std::time::Instant::now();
         let committed = self.store.commit(&entries, writes);
-        crate::metrics::record_commit(entries.len(), start.elapsed(), committed.is_ok());
+        if writes_something {
+            crate::metrics::record_commit(entries.len(), start.elapsed(), committed.is_ok());
+        }
         if let Err(e) = committed {
             let why = e.to_string();
             tracing::error!(error = %why, "commit failed; refusing further writes");

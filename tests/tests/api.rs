@@ -772,3 +772,48 @@ async fn password_guessing_is_throttled() {
     assert!(me.is_ok(), "{me:?}");
     r.terminate().await;
 }
+
+#[tokio::test]
+async fn logs_one_json_object_per_line_when_asked() {
+    let dir = TestDir::new("json-logs");
+    let mut r = Replica::new(dir.path(), 1, vec![]);
+    r.extra_args = vec!["--log-format".into(), "json".into()];
+    r.start().await;
+    let mut c = r.client().await;
+    register(&mut c, "ann", "ann-password").await;
+    let status = r.terminate().await;
+    assert!(status.success(), "exit status {status}");
+    let log = r.log_tail();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let said = |message: &str| {
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["fields"]["message"] == message)
+    };
+    assert!(said("serving"), "{log}");
+    assert!(said("stopped"), "{log}");
+    assert!(!log.contains("ann-password"), "{log}");
+}
+
+#[test]
+fn a_malformed_log_filter_is_refused_with_a_reason() {
+    let dir = TestDir::new("bad-log-filter");
+    let out = std::process::Command::new(server_binary())
+        .args(["--log-level", "info,chat_server=loud"])
+        .args([
+            "--client-addr",
+            "127.0.0.1:0",
+            "--replication-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("r"))
+        .output()
+        .expect("run chat-server");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a log filter"), "{err}");
+}
