@@ -11,8 +11,10 @@
 //!   write took. Entries per commit say how well concurrent writes share an
 //!   fdatasync; commit time is the disk's latency as writes see it.
 //! * **Is the cluster whole?** Which peers this replica considers live, how
-//!   long since each was heard from, how many log entries it holds, whether
-//!   it serves clients yet, and how many live subscriptions are open.
+//!   often each was written off, how long since each was heard from and how
+//!   long each takes to make a relayed batch durable, how many log entries
+//!   this replica holds, whether it serves clients yet, and how many live
+//!   subscriptions are open.
 //!
 //! Counters and histograms are process-wide and updated where things happen
 //! (an observation costs a few atomic operations and one uncontended lock).
@@ -76,6 +78,9 @@ struct Instruments {
     commit_failures: Counter,
     commit_entries: Histogram,
     commit_seconds: Histogram,
+    relay_entries: Family<PeerLabels, Counter>,
+    relay_seconds: HistogramFamily<PeerLabels>,
+    peer_down: Family<PeerLabels, Counter>,
 }
 
 static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| Instruments {
@@ -86,6 +91,9 @@ static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| Instruments {
     // 1 to 1024 (`writer::MAX_BATCH` jobs, each usually one entry).
     commit_entries: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
     commit_seconds: latency_histogram(),
+    relay_entries: Family::default(),
+    relay_seconds: Family::new_with_constructor(latency_histogram),
+    peer_down: Family::default(),
 });
 
 /// Records one client API call: its method (as named in the proto), how it
@@ -113,6 +121,31 @@ pub fn record_commit(entries: usize, took: Duration, ok: bool) {
     } else {
         m.commit_failures.inc();
     }
+}
+
+/// Records a batch of `entries` sent to `peer` on its relay stream.
+pub fn record_relay_sent(peer: u32, entries: usize) {
+    INSTRUMENTS
+        .relay_entries
+        .get_or_create(&PeerLabels { peer })
+        .inc_by(entries as u64);
+}
+
+/// Records `peer`'s durable acknowledgement of a relayed batch, `took`
+/// after the batch was sent.
+pub fn record_relay_answered(peer: u32, took: Duration) {
+    INSTRUMENTS
+        .relay_seconds
+        .get_or_create(&PeerLabels { peer })
+        .observe(took.as_secs_f64());
+}
+
+/// Records that `peer`, live until now, was written off.
+pub fn record_peer_down(peer: u32) {
+    INSTRUMENTS
+        .peer_down
+        .get_or_create(&PeerLabels { peer })
+        .inc();
 }
 
 /// The gRPC status code as gRPC names it.
@@ -188,6 +221,22 @@ impl Exporter {
             "Time to write a group commit durably (fdatasync included)",
             Unit::Seconds,
             m.commit_seconds.clone(),
+        );
+        registry.register(
+            "relay_entries",
+            "Log entries of this replica sent to the peer on its relay stream",
+            m.relay_entries.clone(),
+        );
+        registry.register_with_unit(
+            "relay_duration",
+            "Time from sending a batch to the peer until it answers that the batch is durable there",
+            Unit::Seconds,
+            m.relay_seconds.clone(),
+        );
+        registry.register(
+            "peer_down",
+            "Times the peer, live until then, was written off (it must re-introduce itself)",
+            m.peer_down.clone(),
         );
         let mut e = Self {
             registry,

@@ -940,6 +940,18 @@ async fn metrics_count_calls_and_commits_and_show_live_peers() {
     );
     assert_eq!(metric(&m1, "chat_serving"), Some(1.0), "{m1}");
     assert_eq!(metric(&m1, "chat_peer_up{peer=\"2\"}"), Some(1.0), "{m1}");
+    assert_eq!(
+        metric(&m1, "chat_relay_entries_total{peer=\"2\"}"),
+        Some(3.0),
+        "{m1}"
+    );
+    let relayed = metric(&m1, "chat_relay_duration_seconds_count{peer=\"2\"}").unwrap();
+    assert!((1.0..=3.0).contains(&relayed), "{m1}");
+    assert_eq!(
+        metric(&m1, "chat_peer_down_total{peer=\"2\"}"),
+        None,
+        "{m1}"
+    );
     // Three entries (two creations, one send), each written once on each
     // replica: accepted on 1, relayed to 2.
     let m2 = scrape(metrics[1]).await;
@@ -966,6 +978,11 @@ async fn metrics_count_calls_and_commits_and_show_live_peers() {
         let m = scrape(metrics[0]).await;
         if metric(&m, "chat_peer_up{peer=\"2\"}") == Some(0.0) {
             assert!(metric(&m, "chat_peer_silence_seconds{peer=\"2\"}").unwrap() > 0.0);
+            assert_eq!(
+                metric(&m, "chat_peer_down_total{peer=\"2\"}"),
+                Some(1.0),
+                "{m}"
+            );
             break;
         }
         assert!(t.elapsed() < CONVERGE, "replica 1 still has 2 live:\n{m}");

@@ -117,6 +117,9 @@ impl Link {
         let was = s.state;
         if was != state && was != LinkState::Retired && allowed(was) {
             tracing::info!(peer = self.id, from = ?was, to = ?state, "link state");
+            if was == LinkState::Live && state == LinkState::Dead {
+                crate::metrics::record_peer_down(self.id);
+            }
             s.state = state;
             s.since = Instant::now();
             s.generation += 1;

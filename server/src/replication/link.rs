@@ -394,6 +394,7 @@ impl RelayStream {
             return false;
         }
         self.named = true;
+        crate::metrics::record_relay_sent(link.id, entries.len());
         self.unanswered.push_back((last, Instant::now()));
         self.sent = last;
         true
@@ -438,7 +439,9 @@ impl RelayStream {
             );
             return false;
         }
-        tracing::trace!(peer = link.id, took = ?sent.elapsed(), "relayed");
+        let took = sent.elapsed();
+        crate::metrics::record_relay_answered(link.id, took);
+        tracing::trace!(peer = link.id, ?took, "relayed");
         true
     }
 }
