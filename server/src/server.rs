@@ -164,13 +164,21 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 
     // Stop on a signal, or when a peer says this replica has been retired
     // from the cluster (it must not serve writes nobody else will see) or
-    // shows that its data was rolled back (`crate::origin::rolled_back`).
+    // shows that its data was rolled back (`crate::origin::rolled_back`), or
+    // when the store refused a commit (a full or failing disk): from then on
+    // the replica could take no write and store no relay, and its readers
+    // would fall behind unawares, so it stops and its clients fail over.
     let stopper = tokio::spawn({
         let cluster = cluster.clone();
+        let writer = writer.clone();
         async move {
             let why = tokio::select! {
                 _ = wait_for_signal() => None,
                 why = cluster.wait_halted() => Some(why),
+                why = writer.failed() => Some(format!(
+                    "the store refused a write ({why}): this replica can take no more writes; \
+                     fix the disk and restart it (it catches up from its peers)"
+                )),
             };
             match &why {
                 None => tracing::info!("shutting down"),
@@ -209,8 +217,27 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         Ok(true) => tracing::info!("clean stop recorded"),
         _ => tracing::warn!("could not record a clean stop; the next start takes a new origin"),
     }
-    if let Err(e) = store.flush() {
-        tracing::warn!(error = %e, "could not flush write buffers; the next start replays the journal");
+    // Flushing only shortens the next start (the journal holds everything):
+    // skipped when the store has failed -- fjall's flush worker may be gone,
+    // and the wait would never end -- and bounded otherwise.
+    if writer.has_failed() {
+        tracing::warn!(
+            "not flushing write buffers after a failed write; the next start replays the journal"
+        );
+    } else {
+        let flushing = tokio::task::spawn_blocking({
+            let store = store.clone();
+            move || store.flush()
+        });
+        match tokio::time::timeout(SHUTDOWN_GRACE, flushing).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "could not flush write buffers; the next start replays the journal")
+            }
+            _ => tracing::warn!(
+                "write buffers not flushed after {SHUTDOWN_GRACE:?}; stopping anyway, the next start replays the journal"
+            ),
+        }
     }
     tracing::info!("stopped");
     if stopper.is_finished()

@@ -39,7 +39,29 @@ pub struct Store {
 }
 
 fn io(e: fjall::Error) -> StorageError {
-    StorageError::Io(e.to_string())
+    StorageError::Io(describe(&e))
+}
+
+/// What went wrong, in an operator's words: fjall's own text is its `Debug`
+/// form, so an operating-system error is reported as itself, and a full
+/// disk by name.
+fn describe(e: &fjall::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(os) = err.downcast_ref::<std::io::Error>() {
+            return match os.kind() {
+                std::io::ErrorKind::StorageFull => format!("the disk is full ({os})"),
+                _ => format!("disk I/O error ({os})"),
+            };
+        }
+        source = err.source();
+    }
+    match e {
+        fjall::Error::Poisoned => {
+            "the store refuses writes after an earlier failed write (restart the replica)".into()
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 fn log_key(origin: u32, seq: u64) -> [u8; 12] {
@@ -442,6 +464,19 @@ impl KvRead for StateReader {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn storage_errors_say_what_went_wrong_in_plain_words() {
+        let full = fjall::Error::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert!(
+            super::describe(&full).starts_with("the disk is full ("),
+            "{}",
+            super::describe(&full)
+        );
+        let other = fjall::Error::Io(std::io::Error::other("bad sector"));
+        assert_eq!(super::describe(&other), "disk I/O error (bad sector)");
+        assert!(super::describe(&fjall::Error::Poisoned).contains("restart the replica"));
+    }
+
     use super::*;
     use crate::entry::Op;
     use crate::ids::AccountId;

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry as Slot;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::ReadCache;
 use crate::entry::{Entry, Erasure};
@@ -130,6 +130,7 @@ pub struct Writer {
     tx: mpsc::Sender<Job>,
     cutoffs: Arc<Mutex<Cutoffs>>,
     origin: u32,
+    failure: watch::Receiver<Option<String>>,
 }
 
 impl Writer {
@@ -145,6 +146,7 @@ impl Writer {
         let hlc = Hlc::new(store.max_hlc()?);
         let shared = Arc::new(Mutex::new(cutoffs.clone()));
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (failure_tx, failure) = watch::channel(None);
         let thread = WriterThread {
             store,
             origin,
@@ -154,6 +156,7 @@ impl Writer {
             cutoffs,
             shared: shared.clone(),
             failed: None,
+            failure: failure_tx,
             closed: false,
         };
         std::thread::Builder::new()
@@ -164,6 +167,7 @@ impl Writer {
             tx,
             cutoffs: shared,
             origin,
+            failure,
         })
     }
 
@@ -211,6 +215,30 @@ impl Writer {
         rx.await.unwrap_or(false)
     }
 
+    /// Resolves, with the reason, once a commit has failed. From then on the
+    /// writer refuses every job (fjall refuses further writes after an I/O
+    /// error), so the replica can neither take writes nor store relays: it
+    /// should stop rather than serve reads that fall further behind.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.failure.clone();
+        let why = rx
+            .wait_for(|f| f.is_some())
+            .await
+            .ok()
+            .and_then(|f| f.clone());
+        match why {
+            Some(why) => why,
+            // The writer thread is gone without a failure: never while the
+            // server runs.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether a commit has failed (see [`Writer::failed`]).
+    pub fn has_failed(&self) -> bool {
+        self.failure.borrow().is_some()
+    }
+
     /// The origin local commands are logged under.
     pub fn origin(&self) -> u32 {
         self.origin
@@ -244,6 +272,8 @@ struct WriterThread {
     /// Set once a commit failed: fjall refuses further writes after an I/O
     /// error, and so do we, rather than guess what reached the disk.
     failed: Option<String>,
+    /// Where `failed` is announced (`Writer::failed`).
+    failure: watch::Sender<Option<String>>,
     /// Set by [`Job::Close`]: local commands are refused from then on.
     closed: bool,
 }
@@ -412,6 +442,7 @@ impl WriterThread {
             tracing::error!(error = %why, "commit failed; refusing further writes");
             cache.clear();
             self.failed = Some(why.clone());
+            self.failure.send_replace(Some(why.clone()));
             (self.cutoffs, self.hlc) = before;
             if let Some(mine) = mine {
                 mine.fail(why.clone());

@@ -165,3 +165,201 @@ async fn storage_maintenance_runs_at_the_lowest_cpu_priority() {
         "{niceness:?}"
     );
 }
+
+/// A small filesystem of its own (tmpfs) for one replica's data directory,
+/// so a test can fill it up. Needs root (CAP_SYS_ADMIN), like the partition
+/// tests' network namespaces. Unmounted when dropped.
+#[cfg(target_os = "linux")]
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+#[cfg(target_os = "linux")]
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, mib: u32) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("cannot run mount");
+        assert!(
+            out.status.success(),
+            "this test needs root to mount a small tmpfs and fill it: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Writes a filler file until the filesystem is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.dir.join("filler")).unwrap();
+        let chunk = vec![0x5a_u8; 64 * 1024];
+        loop {
+            if let Err(e) = f.write_all(&chunk) {
+                assert_eq!(e.raw_os_error(), Some(28), "expected ENOSPC, got {e}");
+                break;
+            }
+        }
+        // Small writes may still find a partial page: take that too.
+        while f.write_all(&[0x5a]).is_ok() {}
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.dir.join("filler")).unwrap();
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// When a replica's disk fills up, the write that finds it full fails with
+/// UNAVAILABLE saying so (clients retry elsewhere, with the same request id,
+/// and the message exists once), and the replica stops -- it could take no
+/// more writes and store no relays, so its readers would fall behind -- with
+/// the reason in its log. Its peers carry on; nothing acknowledged is lost.
+/// With space freed, it starts again and catches up with everything it
+/// missed.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_disk_fills_stops_and_loses_nothing() {
+    let mut cluster = TestCluster::new("disk-full", 3);
+    // Dropped first (locals drop in reverse order), even on a panic: a lazy
+    // unmount lets a still-running replica keep its open files until the
+    // cluster kills it.
+    let disk = SmallDisk::mount(&cluster.replicas[0].data_dir, 32);
+    for r in &mut cluster.replicas {
+        r.spawn();
+    }
+    for r in &mut cluster.replicas {
+        r.wait_ready(Duration::from_secs(30)).await;
+    }
+    cluster.converge(Duration::from_secs(30)).await;
+
+    let mut c1 = cluster.r(1).client().await;
+    let mut c2 = cluster.r(2).client().await;
+    let ann = register(&mut c2, "ann", "some-password").await;
+    let bob = register(&mut c2, "bob", "some-password").await;
+    let ann_id = ann.account.as_ref().unwrap().id.clone();
+    let bob_id = bob.account.as_ref().unwrap().id.clone();
+    let send = |n: usize, request_id: Vec<u8>| proto::SendMessageRequest {
+        request_id,
+        recipient_id: bob_id.clone(),
+        body: format!("message {n}"),
+    };
+    let mut acked = Vec::new();
+    for n in 0..20 {
+        let m = c1
+            .send_message(authed(&ann.token, send(n, rid())))
+            .await
+            .expect("send before the disk fills");
+        acked.push(m.into_inner().message.unwrap().id);
+    }
+
+    disk.fill();
+    // Sends to replica 1 may still fit in the last page of its journal file
+    // for a while; then one fails with UNAVAILABLE saying the disk is full,
+    // and every later one fails too (the replica stopping, then gone). Each
+    // failed send is retried on replica 2 with the same request id.
+    let mut reasons = Vec::new();
+    let mut n = 20;
+    while reasons.len() < 5 {
+        assert!(n < 1000, "replica 1 never found its disk full");
+        let request_id = rid();
+        match c1
+            .send_message(authed(&ann.token, send(n, request_id.clone())))
+            .await
+        {
+            Ok(m) => {
+                assert!(
+                    reasons.is_empty(),
+                    "a send succeeded after one failed: {reasons:?}"
+                );
+                acked.push(m.into_inner().message.unwrap().id);
+            }
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+                reasons.push(s.message().to_string());
+                let m = c2
+                    .send_message(authed(&ann.token, send(n, request_id)))
+                    .await
+                    .expect("the retry on a healthy replica");
+                acked.push(m.into_inner().message.unwrap().id);
+            }
+        }
+        n += 1;
+    }
+    eprintln!("{} sends fitted after the disk filled", n - 25);
+    assert!(
+        reasons[0].contains("the disk is full"),
+        "the first refusal should say why: {reasons:?}"
+    );
+    // Replica 1 stops by itself, saying why.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        if let Some(code) = cluster.r(1).exit_code() {
+            break code;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica 1 still running with a full disk:\n{}",
+            cluster.r(1).log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = cluster.r(1).log_tail();
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("the store refused a write (storage I/O failed: the disk is full"),
+        "{log}"
+    );
+
+    // Replicas 2 and 3 carry on without it.
+    for n in n..n + 10 {
+        let m = c2
+            .send_message(authed(&ann.token, send(n, rid())))
+            .await
+            .expect("send on a healthy replica while replica 1 is down");
+        acked.push(m.into_inner().message.unwrap().id);
+    }
+    let mut c3 = cluster.r(3).client().await;
+    let history = full_history(&mut c3, &bob.token, &ann_id, 100)
+        .await
+        .unwrap();
+    let ids: Vec<&String> = history.iter().map(|m| &m.id).collect();
+    assert_eq!(
+        history.len(),
+        n + 10,
+        "one message per send, retries merged: {ids:?}"
+    );
+    for id in &acked {
+        assert!(
+            ids.contains(&id),
+            "acknowledged message {id} missing on replica 3"
+        );
+    }
+
+    // With space freed it starts, catches up, and has every message.
+    disk.free();
+    cluster.r(1).start().await;
+    cluster.converge(Duration::from_secs(30)).await;
+    let mut c1 = cluster.r(1).client().await;
+    let history = full_history(&mut c1, &bob.token, &ann_id, 100)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), n + 10);
+    // The disk first (as on a panic): the data directory is then an
+    // ordinary one again, which the cluster's TestDir can remove.
+    drop(disk);
+    drop(cluster);
+}
