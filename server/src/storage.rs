@@ -57,8 +57,10 @@ fn describe(e: &fjall::Error) -> String {
         source = err.source();
     }
     match e {
+        // Set when fjall's own background write (a flush or compaction)
+        // failed; fjall logs why just before.
         fjall::Error::Poisoned => {
-            "the store refuses writes after an earlier failed write (restart the replica)".into()
+            "the store refuses writes since one of its flushes or compactions failed (the replica's log says why)".into()
         }
         other => format!("{other:?}"),
     }
@@ -464,22 +466,22 @@ impl KvRead for StateReader {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::entry::Op;
+    use crate::ids::AccountId;
+
     #[test]
     fn storage_errors_say_what_went_wrong_in_plain_words() {
         let full = fjall::Error::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));
         assert!(
-            super::describe(&full).starts_with("the disk is full ("),
+            describe(&full).starts_with("the disk is full ("),
             "{}",
-            super::describe(&full)
+            describe(&full)
         );
         let other = fjall::Error::Io(std::io::Error::other("bad sector"));
-        assert_eq!(super::describe(&other), "disk I/O error (bad sector)");
-        assert!(super::describe(&fjall::Error::Poisoned).contains("restart the replica"));
+        assert_eq!(describe(&other), "disk I/O error (bad sector)");
+        assert!(describe(&fjall::Error::Poisoned).contains("flushes or compactions failed"));
     }
-
-    use super::*;
-    use crate::entry::Op;
-    use crate::ids::AccountId;
 
     fn entry(origin: u32, seq: u64) -> Entry {
         Entry {

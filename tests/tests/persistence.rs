@@ -193,8 +193,9 @@ impl SmallDisk {
         }
     }
 
-    /// Writes a filler file until the filesystem is full.
-    fn fill(&self) {
+    /// Writes a filler file until the filesystem is full, then gives back
+    /// `headroom` bytes of it.
+    fn fill(&self, headroom: u64) {
         use std::io::Write;
         let mut f = std::fs::File::create(self.dir.join("filler")).unwrap();
         let chunk = vec![0x5a_u8; 64 * 1024];
@@ -206,6 +207,10 @@ impl SmallDisk {
         }
         // Small writes may still find a partial page: take that too.
         while f.write_all(&[0x5a]).is_ok() {}
+        if headroom > 0 {
+            let len = f.metadata().unwrap().len();
+            f.set_len(len.saturating_sub(headroom)).unwrap();
+        }
     }
 
     fn free(&self) {
@@ -233,11 +238,38 @@ impl Drop for SmallDisk {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_disk_fills_stops_and_loses_nothing() {
+    disk_fills(DiskFull::AtOnce).await;
+}
+
+/// The same when the disk fills up gradually: with room left for more than
+/// a memtable's worth of sends, it fills while fjall both appends to its
+/// journal and flushes memtables to tables in the background. Whichever
+/// finds it full first -- usually a flush, on fjall's worker thread, after
+/// which fjall refuses every write -- the replica's next commit fails and
+/// it stops just the same, saying which.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_disk_fills_gradually_stops_and_loses_nothing() {
+    disk_fills(DiskFull::Gradually).await;
+}
+
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DiskFull {
+    /// Nothing left: the next journal write fails.
+    AtOnce,
+    /// Room for the journal of more than a memtable's worth of sends, not
+    /// for the tables that flushing them writes as well.
+    Gradually,
+}
+
+#[cfg(target_os = "linux")]
+async fn disk_fills(how: DiskFull) {
     let mut cluster = TestCluster::new("disk-full", 3);
     // Dropped first (locals drop in reverse order), even on a panic: a lazy
     // unmount lets a still-running replica keep its open files until the
     // cluster kills it.
-    let disk = SmallDisk::mount(&cluster.replicas[0].data_dir, 32);
+    let disk = SmallDisk::mount(&cluster.replicas[0].data_dir, 64);
     for r in &mut cluster.replicas {
         r.spawn();
     }
@@ -252,10 +284,11 @@ async fn a_replica_whose_disk_fills_stops_and_loses_nothing() {
     let bob = register(&mut c2, "bob", "some-password").await;
     let ann_id = ann.account.as_ref().unwrap().id.clone();
     let bob_id = bob.account.as_ref().unwrap().id.clone();
+    // Long bodies (4 000 bytes: the limit is 4 096) fill a memtable sooner.
     let send = |n: usize, request_id: Vec<u8>| proto::SendMessageRequest {
         request_id,
         recipient_id: bob_id.clone(),
-        body: format!("message {n}"),
+        body: format!("message {n} {}", "abcdefghij".repeat(400)),
     };
     let mut acked = Vec::new();
     for n in 0..20 {
@@ -266,15 +299,21 @@ async fn a_replica_whose_disk_fills_stops_and_loses_nothing() {
         acked.push(m.into_inner().message.unwrap().id);
     }
 
-    disk.fill();
-    // Sends to replica 1 may still fit in the last page of its journal file
-    // for a while; then one fails with UNAVAILABLE saying the disk is full,
+    disk.fill(match how {
+        DiskFull::AtOnce => 0,
+        // fjall's journal takes about 2 x 4 KiB per send (log entry and
+        // history record, in two keyspaces of 8 MiB memtables): 20 MiB is
+        // room for both memtables' journal, not for the tables as well.
+        DiskFull::Gradually => 20 << 20,
+    });
+    // Sends to replica 1 may still fit for a while (in the last page of its
+    // journal file, or in the headroom); then one fails with UNAVAILABLE,
     // and every later one fails too (the replica stopping, then gone). Each
     // failed send is retried on replica 2 with the same request id.
     let mut reasons = Vec::new();
     let mut n = 20;
     while reasons.len() < 5 {
-        assert!(n < 1000, "replica 1 never found its disk full");
+        assert!(n < 20_000, "replica 1 never found its disk full");
         let request_id = rid();
         match c1
             .send_message(authed(&ann.token, send(n, request_id.clone())))
@@ -299,9 +338,19 @@ async fn a_replica_whose_disk_fills_stops_and_loses_nothing() {
         }
         n += 1;
     }
-    eprintln!("{} sends fitted after the disk filled", n - 25);
+    eprintln!("{how:?}: {} sends fitted after the disk filled", n - 25);
+    const FULL: &str = "the disk is full";
+    // A flush failed on fjall's worker thread (its log says why); the
+    // commit finds the store refusing writes.
+    const FLUSH_FAILED: &str = "the store refuses writes since one of its flushes";
+    let expected = match how {
+        DiskFull::AtOnce => FULL,
+        DiskFull::Gradually if reasons[0].contains(FLUSH_FAILED) => FLUSH_FAILED,
+        DiskFull::Gradually => FULL,
+    };
+    eprintln!("{how:?}: the first refusal: {}", reasons[0]);
     assert!(
-        reasons[0].contains("the disk is full"),
+        reasons[0].contains(expected),
         "the first refusal should say why: {reasons:?}"
     );
     // Replica 1 stops by itself, saying why.
@@ -320,7 +369,9 @@ async fn a_replica_whose_disk_fills_stops_and_loses_nothing() {
     let log = cluster.r(1).log_tail();
     assert_ne!(code, 0, "{log}");
     assert!(
-        log.contains("the store refused a write (storage I/O failed: the disk is full"),
+        log.contains(&format!(
+            "the store refused a write (storage I/O failed: {expected}"
+        )),
         "{log}"
     );
 
