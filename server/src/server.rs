@@ -150,6 +150,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         events,
         servers: cluster.clone(),
         shutdown: shutdown_rx.clone(),
+        streams: Default::default(),
     });
     cluster
         .serving

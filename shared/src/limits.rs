@@ -39,6 +39,11 @@ pub const CONVERSATIONS_PAGE_MAX: u32 = 200;
 /// Message ids in one `MarkRead` or `DeleteMessages` request.
 pub const IDS_PER_REQUEST_MAX: usize = 500;
 
+/// Live `Subscribe` streams one account may hold open on one replica (a
+/// browser tab or device needs one): enough for any person, a bound on what
+/// one session can make a replica buffer.
+pub const SUBSCRIPTIONS_PER_ACCOUNT: usize = 32;
+
 /// Length of a client request id, in bytes.
 pub const REQUEST_ID_BYTES: usize = 16;
 

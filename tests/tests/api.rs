@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chat_tests::chat_shared::limits::HISTORY_PAGE_MAX;
+use chat_tests::chat_shared::limits::{HISTORY_PAGE_MAX, SUBSCRIPTIONS_PER_ACCOUNT};
 use chat_tests::chat_shared::proto::{self, event};
 use chat_tests::*;
 use tokio_stream::StreamExt;
@@ -514,6 +514,73 @@ async fn live_delivery_through_subscription() {
         .await
         .expect("stream ends");
     assert!(matches!(end, Some(Err(s)) if s.code() == Code::Unauthenticated));
+}
+
+/// One account may hold `SUBSCRIPTIONS_PER_ACCOUNT` live streams on a
+/// replica: one more is refused with RESOURCE_EXHAUSTED and a reason,
+/// another account is not affected, and closing a stream frees its place.
+#[tokio::test]
+async fn live_streams_per_account_are_bounded() {
+    let (_dir, r) = single("streams").await;
+    let mut c = r.client().await;
+    let ann = register(&mut c, "ann", "ann-password").await;
+    let bob = register(&mut c, "bob", "bob-password").await;
+    let ann_id = ann.account.as_ref().unwrap().id.clone();
+    let subscribe = |token: &str| authed(token, proto::SubscribeRequest {});
+    let mut open = Vec::new();
+    for _ in 0..SUBSCRIPTIONS_PER_ACCOUNT {
+        let mut s = c
+            .subscribe(subscribe(&ann.token))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(matches!(next(&mut s).await, event::Kind::Subscribed(_)));
+        open.push(s);
+    }
+    let refused = c.subscribe(subscribe(&ann.token)).await.map(|_| ());
+    let why = expect_code(refused, Code::ResourceExhausted);
+    assert!(
+        why.contains(&format!(
+            "already has {SUBSCRIPTIONS_PER_ACCOUNT} live event streams"
+        )),
+        "{why}"
+    );
+    let mut bobs = c
+        .subscribe(subscribe(&bob.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(next(&mut bobs).await, event::Kind::Subscribed(_)));
+
+    // A closed stream's place comes back once the replica sees it gone.
+    drop(open.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut again = loop {
+        match c.subscribe(subscribe(&ann.token)).await {
+            Ok(s) => break s.into_inner(),
+            Err(s) if s.code() == Code::ResourceExhausted => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the place never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    };
+    assert!(matches!(next(&mut again).await, event::Kind::Subscribed(_)));
+    // Every open stream still delivers.
+    let sent = c
+        .send_message(authed(&bob.token, send_req(&ann_id, "to every tab")))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    open.push(again);
+    for s in &mut open {
+        assert!(matches!(next(s).await, event::Kind::Message(m) if m.id == sent.id));
+    }
 }
 
 #[tokio::test]

@@ -44,6 +44,10 @@ pub enum ApiError {
     Hash(#[from] HashError),
     #[error(transparent)]
     Throttled(#[from] Throttled),
+    #[error(
+        "this account already has {0} live event streams open on this server (the most it may); close one (another tab or device) and try again"
+    )]
+    TooManyStreams(usize),
 }
 
 impl From<ApiError> for Status {
@@ -62,7 +66,7 @@ impl From<ApiError> for Status {
                 tracing::error!(error = %msg, "request failed on storage");
                 Status::unavailable(msg)
             }
-            ApiError::Throttled(_) => Status::resource_exhausted(msg),
+            ApiError::Throttled(_) | ApiError::TooManyStreams(_) => Status::resource_exhausted(msg),
             ApiError::Hash(_) => {
                 tracing::error!(error = %msg, "password hashing failed");
                 Status::internal(msg)

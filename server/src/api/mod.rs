@@ -23,7 +23,7 @@ mod list_unread;
 mod login;
 mod mark_read;
 mod send_message;
-mod subscribe;
+pub mod subscribe;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -62,6 +62,8 @@ pub struct Context {
     pub servers: Arc<dyn ServerList>,
     /// Flips to true when the replica shuts down; ends live streams.
     pub shutdown: watch::Receiver<bool>,
+    /// Live `Subscribe` streams per account, to bound them.
+    pub streams: subscribe::OpenStreams,
 }
 
 /// An authenticated caller.

@@ -6,10 +6,14 @@
 //! here by replication. It ends when the client cancels, the account is
 //! deleted, or the replica shuts down; a client then re-subscribes
 //! (anywhere) and refreshes its views.
+//!
+//! Each stream holds a buffer and a task on this replica, so one account
+//! may hold at most `SUBSCRIPTIONS_PER_ACCOUNT` of them here at a time.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
+use chat_shared::limits::SUBSCRIPTIONS_PER_ACCOUNT;
 use chat_shared::proto::{
     Event, Lagged, MessagesDeleted, MessagesRead, SubscribeRequest, Subscribed, event,
 };
@@ -29,6 +33,7 @@ pub async fn handle(
     req: Request<SubscribeRequest>,
 ) -> Result<<ChatApi as chat_shared::proto::chat_server::Chat>::SubscribeStream, ApiError> {
     let session = ctx.authenticate(&req)?;
+    let slot = ctx.streams.open(session.account)?;
     // Subscribe before reading the unread count, so nothing falls between.
     let changes = ctx.events.subscribe();
     let unread_count = query::unread_count(&ctx.store.reader(), session.account)?;
@@ -40,15 +45,55 @@ pub async fn handle(
         })),
     };
     tx.send(Ok(first)).await.ok();
-    tokio::spawn(forward(ctx.clone(), session.account, changes, tx));
+    tokio::spawn(forward(ctx.clone(), session.account, changes, tx, slot));
     Ok(Box::pin(ReceiverStream::new(rx)))
 }
 
+/// How many live streams each account has open on this replica.
+#[derive(Default)]
+pub struct OpenStreams(Arc<Mutex<HashMap<AccountId, usize>>>);
+
+/// One open stream's place in the count, given back when dropped.
+struct StreamSlot {
+    counts: Arc<Mutex<HashMap<AccountId, usize>>>,
+    account: AccountId,
+}
+
+impl OpenStreams {
+    fn open(&self, account: AccountId) -> Result<StreamSlot, ApiError> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(account).or_default();
+        if *n >= SUBSCRIPTIONS_PER_ACCOUNT {
+            return Err(ApiError::TooManyStreams(SUBSCRIPTIONS_PER_ACCOUNT));
+        }
+        *n += 1;
+        Ok(StreamSlot {
+            counts: self.0.clone(),
+            account,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.account);
+            }
+        }
+    }
+}
+
+/// Forwards the changes that concern `me` until the stream ends; the
+/// stream's `slot` is given back then.
 async fn forward(
     ctx: Arc<Context>,
     me: AccountId,
     mut changes: broadcast::Receiver<Arc<Vec<Change>>>,
     tx: mpsc::Sender<Result<Event, Status>>,
+    _slot: StreamSlot,
 ) {
     let mut shutdown = ctx.shutdown.clone();
     loop {
