@@ -155,7 +155,6 @@ impl Writer {
             hlc,
             cutoffs,
             shared: shared.clone(),
-            failed: None,
             failure: failure_tx,
             closed: false,
         };
@@ -269,10 +268,9 @@ struct WriterThread {
     hlc: Hlc,
     cutoffs: Cutoffs,
     shared: Arc<Mutex<Cutoffs>>,
-    /// Set once a commit failed: fjall refuses further writes after an I/O
-    /// error, and so do we, rather than guess what reached the disk.
-    failed: Option<String>,
-    /// Where `failed` is announced (`Writer::failed`).
+    /// Set once a commit failed, with why: fjall refuses further writes
+    /// after an I/O error, and so do we, rather than guess what reached the
+    /// disk. Watched by `Writer::failed`.
     failure: watch::Sender<Option<String>>,
     /// Set by [`Job::Close`]: local commands are refused from then on.
     closed: bool,
@@ -306,8 +304,8 @@ impl WriterThread {
     }
 
     fn batch(&mut self, jobs: Vec<Job>, cache: &ReadCache) {
-        if let Some(why) = &self.failed {
-            let err = WriteError::Unavailable(why.clone());
+        if let Some(why) = self.failure.borrow().clone() {
+            let err = WriteError::Unavailable(why);
             for job in jobs {
                 match job {
                     Job::Local { reply, .. } => drop(reply.send(Err(err.clone()))),
@@ -441,7 +439,6 @@ impl WriterThread {
             let why = e.to_string();
             tracing::error!(error = %why, "commit failed; refusing further writes");
             cache.clear();
-            self.failed = Some(why.clone());
             self.failure.send_replace(Some(why.clone()));
             (self.cutoffs, self.hlc) = before;
             if let Some(mine) = mine {

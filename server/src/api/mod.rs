@@ -23,7 +23,9 @@ mod list_unread;
 mod login;
 mod mark_read;
 mod send_message;
-pub mod subscribe;
+mod subscribe;
+
+pub use subscribe::OpenStreams;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -63,7 +65,7 @@ pub struct Context {
     /// Flips to true when the replica shuts down; ends live streams.
     pub shutdown: watch::Receiver<bool>,
     /// Live `Subscribe` streams per account, to bound them.
-    pub streams: subscribe::OpenStreams,
+    pub streams: OpenStreams,
 }
 
 /// An authenticated caller.
