@@ -8,10 +8,12 @@ use prost::Message;
 
 /// Version of the entry format: 1 added the erased forms (`ErasedSend`,
 /// `ErasedCreateAccount`, `Superseded`); 2 made an entry's origin a replica's
-/// incarnation, not always its id (`origin`). Replicas exchange it when they
-/// introduce themselves and refuse a peer that writes another one, since
-/// that peer could not read, or would be sent, entries it does not know.
-pub const LOG_FORMAT: u32 = 2;
+/// incarnation, not always its id (`origin`); 3 added `ChangePassword` and
+/// `ErasedChangePassword`. Replicas exchange it when they introduce
+/// themselves and refuse a peer that writes another one, since that peer
+/// could not read, or would be sent, entries it does not know. (A replica
+/// reads the logs of every earlier format: each only added operations.)
+pub const LOG_FORMAT: u32 = 3;
 
 use crate::ids::{AccountId, MessageId, RequestId};
 use crate::proto::replication as pb;
@@ -53,6 +55,10 @@ pub enum Op {
     DeleteAccount {
         account: AccountId,
     },
+    ChangePassword {
+        account: AccountId,
+        password_hash: String,
+    },
     /// A `SendMessage` rewritten once its message was deleted: no body.
     ErasedSend {
         message: MessageId,
@@ -65,8 +71,14 @@ pub enum Op {
         account: AccountId,
         username: String,
     },
+    /// A `ChangePassword` rewritten once its account was deleted: no
+    /// password hash.
+    ErasedChangePassword {
+        account: AccountId,
+    },
     /// A retried `SendMessage` or `CreateAccount` whose effect another entry
-    /// of the same request carries: applies as nothing.
+    /// of the same request carries, or a `ChangePassword` replaced by a later
+    /// one: applies as nothing.
     Superseded,
 }
 
@@ -79,12 +91,15 @@ pub enum Erasure {
     /// Another entry of the same request, with a lower stamp, carries the
     /// entry's effect.
     Superseded(Stamp),
+    /// The account's password was changed by a later entry: the password
+    /// hash the entry carries is no longer anyone's.
+    Replaced(Stamp),
 }
 
 impl Erasure {
     pub fn stamp(&self) -> Stamp {
         match self {
-            Erasure::Deleted(s) | Erasure::Superseded(s) => *s,
+            Erasure::Deleted(s) | Erasure::Superseded(s) | Erasure::Replaced(s) => *s,
         }
     }
 }
@@ -142,6 +157,24 @@ impl Entry {
             (Op::SendMessage { .. } | Op::CreateAccount { .. }, Erasure::Superseded(_)) => {
                 Op::Superseded
             }
+            (Op::ChangePassword { account, .. }, Erasure::Deleted(_)) => {
+                Op::ErasedChangePassword { account: *account }
+            }
+            (Op::ChangePassword { .. }, Erasure::Replaced(_)) => Op::Superseded,
+            // The creation stays (it holds the account's name and creation
+            // time); only its hash goes.
+            (
+                Op::CreateAccount {
+                    account,
+                    username,
+                    password_hash,
+                },
+                Erasure::Replaced(_),
+            ) if !password_hash.is_empty() => Op::CreateAccount {
+                account: *account,
+                username: username.clone(),
+                password_hash: String::new(),
+            },
             _ => return false,
         };
         self.op = erased;
@@ -183,6 +216,18 @@ impl Entry {
             Op::DeleteAccount { account } => P::DeleteAccount(pb::DeleteAccount {
                 account_id: account.0.to_vec(),
             }),
+            Op::ChangePassword {
+                account,
+                password_hash,
+            } => P::ChangePassword(pb::ChangePassword {
+                account_id: account.0.to_vec(),
+                password_hash: password_hash.clone(),
+            }),
+            Op::ErasedChangePassword { account } => {
+                P::ErasedChangePassword(pb::ErasedChangePassword {
+                    account_id: account.0.to_vec(),
+                })
+            }
             Op::ErasedSend {
                 message,
                 sender,
@@ -237,6 +282,13 @@ impl Entry {
             P::DeleteAccount(d) => Op::DeleteAccount {
                 account: account(&d.account_id)?,
             },
+            P::ChangePassword(c) => Op::ChangePassword {
+                account: account(&c.account_id)?,
+                password_hash: c.password_hash,
+            },
+            P::ErasedChangePassword(c) => Op::ErasedChangePassword {
+                account: account(&c.account_id)?,
+            },
             P::ErasedSend(s) => Op::ErasedSend {
                 message: message(&s.message_id)?,
                 sender: account(&s.sender_id)?,
@@ -274,7 +326,11 @@ impl Entry {
                 16 * messages.len()
             }
             Op::ErasedCreateAccount { username, .. } => username.len(),
-            Op::DeleteAccount { .. } | Op::ErasedSend { .. } | Op::Superseded => 0,
+            Op::ChangePassword { password_hash, .. } => password_hash.len(),
+            Op::DeleteAccount { .. }
+            | Op::ErasedSend { .. }
+            | Op::ErasedChangePassword { .. }
+            | Op::Superseded => 0,
         }
     }
 
@@ -338,6 +394,13 @@ mod tests {
                 account: AccountId([1; 16]),
                 username: "Bob".into(),
             },
+            Op::ChangePassword {
+                account: AccountId([1; 16]),
+                password_hash: "$argon2id$new".into(),
+            },
+            Op::ErasedChangePassword {
+                account: AccountId([1; 16]),
+            },
             Op::Superseded,
         ];
         for (i, op) in ops.into_iter().enumerate() {
@@ -353,20 +416,26 @@ mod tests {
         assert!(Entry::decode(&[0xff, 0xff]).is_err());
     }
 
-    #[test]
-    fn erasing_drops_the_private_content_and_keeps_the_position() {
-        let at = Stamp {
-            hlc: 99,
-            origin: 3,
-            seq: 7,
-        };
-        let entry = |op| Entry {
-            origin: 3,
-            seq: 7,
-            hlc: 99,
+    /// The stamp named by the erasures below (its entry's own).
+    const AT: Stamp = Stamp {
+        hlc: 99,
+        origin: 3,
+        seq: 7,
+    };
+
+    fn entry(op: Op) -> Entry {
+        Entry {
+            origin: AT.origin,
+            seq: AT.seq,
+            hlc: AT.hlc,
             request_id: [5; 16],
             op,
-        };
+        }
+    }
+
+    #[test]
+    fn erasing_drops_the_private_content_and_keeps_the_position() {
+        let at = AT;
         let (ann, bob, m) = (AccountId([1; 16]), AccountId([3; 16]), MessageId([2; 16]));
         let send = entry(Op::SendMessage {
             message: m,
@@ -423,5 +492,49 @@ mod tests {
         let before = mark.clone();
         assert!(!mark.erase(Erasure::Deleted(at)));
         assert_eq!(mark, before);
+    }
+
+    #[test]
+    fn a_replaced_password_leaves_the_log() {
+        let at = AT;
+        let ann = AccountId([1; 16]);
+        let change = entry(Op::ChangePassword {
+            account: ann,
+            password_hash: "$argon2id$secret".into(),
+        });
+        let create = entry(Op::CreateAccount {
+            account: ann,
+            username: "Ann".into(),
+            password_hash: "$argon2id$secret".into(),
+        });
+
+        // A creation keeps its place and name, without the hash.
+        let mut e = create.clone();
+        assert!(e.erase(Erasure::Replaced(at)));
+        assert_eq!(
+            e.op,
+            Op::CreateAccount {
+                account: ann,
+                username: "Ann".into(),
+                password_hash: String::new(),
+            }
+        );
+        assert!(
+            !e.erase(Erasure::Replaced(at)),
+            "erasing twice changes nothing"
+        );
+        assert!(!e.encode().windows(6).any(|w| w == b"secret"));
+        // ... and is still erased in full when the account goes.
+        assert!(e.erase(Erasure::Deleted(at)));
+        assert!(matches!(e.op, Op::ErasedCreateAccount { .. }));
+
+        let mut e = change.clone();
+        assert!(e.erase(Erasure::Replaced(at)));
+        assert_eq!(e.op, Op::Superseded);
+        let mut e = change;
+        assert!(e.erase(Erasure::Deleted(at)));
+        assert_eq!(e.op, Op::ErasedChangePassword { account: ann });
+        assert!(!e.erase(Erasure::Replaced(at)));
+        assert!(!e.encode().windows(6).any(|w| w == b"secret"));
     }
 }

@@ -44,17 +44,25 @@
 //!
 //! * When a message is deleted here -- or its send arrives already deleted --
 //!   the send that carries its body becomes `ErasedSend` (ids, no body).
-//!   Likewise an account's creation becomes `ErasedCreateAccount` (no hash).
+//!   Likewise an account's creation becomes `ErasedCreateAccount` (no hash),
+//!   and its password changes `ErasedChangePassword`.
+//! * When a password is changed, the hash it replaces goes: the creation
+//!   keeps its place without it (an empty `password_hash`), a replaced
+//!   change becomes `Superseded`. Of concurrent changes the highest stamp
+//!   wins, so the log keeps exactly the hash in force.
 //! * When a retried request left two entries (two sends of one message id,
 //!   two creations of one account), the one with the higher stamp becomes
 //!   `Superseded`, so only one copy of the content is ever left to erase.
 //!
-//! An erased entry is *evidence of the deletion*: applied on a replica that
-//! has not seen the deletion yet, it has the deletion's effect at once (the
-//! deleting entry still arrives later, and then changes nothing). A
-//! superseded entry applies as nothing: the lower-stamped entry that
-//! supersedes it wins in any order anyway, and it reaches every replica that
-//! received the superseded one. So a replica that syncs some origins from
+//! An erased entry (`ErasedSend`, `ErasedCreateAccount`,
+//! `ErasedChangePassword`) is *evidence of the deletion*: applied on a
+//! replica that has not seen the deletion yet, it has the deletion's effect
+//! at once (the deleting entry still arrives later, and then changes
+//! nothing). A superseded entry applies as nothing: the entry that
+//! supersedes it (the lower stamp of a retried request, the higher stamp of
+//! a later password change) wins in any order anyway, and it reaches every
+//! replica that received the superseded one; so does the change that took
+//! the hash out of a creation. So a replica that syncs some origins from
 //! an erased log and others from one not yet erased still ends in the same
 //! state; the property test checks that too, and that no erasable content
 //! survives in a log whose erasures were all applied.
@@ -90,6 +98,10 @@ pub enum Change {
         recipient: AccountId,
     },
     AccountDeleted {
+        account: AccountId,
+    },
+    /// Sessions started with the previous password end.
+    PasswordChanged {
         account: AccountId,
     },
 }
@@ -147,7 +159,13 @@ pub fn apply(entry: &Entry, kv: &mut impl KvWrite) -> Result<Effects, StorageErr
                 delete_message(kv, *account, id, &mut fx)?;
             }
         }
-        Op::DeleteAccount { account } => delete_account(kv, *account, &mut fx)?,
+        Op::DeleteAccount { account } | Op::ErasedChangePassword { account } => {
+            delete_account(kv, *account, &mut fx)?
+        }
+        Op::ChangePassword {
+            account,
+            password_hash,
+        } => change_password(kv, stamp, *account, password_hash, &mut fx)?,
         Op::Superseded => {}
     }
     Ok(fx)
@@ -158,23 +176,72 @@ fn delete_account(
     account: AccountId,
     fx: &mut Effects,
 ) -> Result<(), StorageError> {
-    let mut rec =
-        get::<AccountRecord>(kv, &keys::account(account))?.unwrap_or_else(|| AccountRecord {
-            username: String::new(),
-            password_hash: String::new(),
-            created: None,
-            deleted: false,
-        });
+    let mut rec = get::<AccountRecord>(kv, &keys::account(account))?.unwrap_or_else(blank_account);
     if !rec.deleted {
         // A creation that arrives later erases itself (`create_account`).
         if let Some(created) = rec.created {
             fx.erasures.push(Erasure::Deleted(created));
         }
     }
+    // So does a password change (`change_password`); one already applied
+    // is erased now.
+    let change_key = keys::password_change(account);
+    if let Some(changed) = get::<Stamp>(kv, &change_key)? {
+        fx.erasures.push(Erasure::Deleted(changed));
+        kv.delete(change_key);
+    }
     rec.deleted = true;
     rec.password_hash.clear();
     kv.put(keys::account(account), encode(&rec));
     fx.changes.push(Change::AccountDeleted { account });
+    Ok(())
+}
+
+/// An account record before anything is known of the account.
+fn blank_account() -> AccountRecord {
+    AccountRecord {
+        username: String::new(),
+        password_hash: String::new(),
+        created: None,
+        deleted: false,
+    }
+}
+
+/// The change with the highest stamp is in force, whatever the order the
+/// changes arrive in; every other hash of the account (its creation's, the
+/// losing changes') is erased from the log. A change may arrive before the
+/// creation it changes (`create_account` then keeps the change's hash).
+fn change_password(
+    kv: &mut impl KvWrite,
+    stamp: Stamp,
+    account: AccountId,
+    password_hash: &str,
+    fx: &mut Effects,
+) -> Result<(), StorageError> {
+    let key = keys::account(account);
+    let mut rec = get::<AccountRecord>(kv, &key)?.unwrap_or_else(blank_account);
+    if rec.deleted {
+        // Arrived after the account's deletion: born erased.
+        fx.erasures.push(Erasure::Deleted(stamp));
+        return Ok(());
+    }
+    let change_key = keys::password_change(account);
+    match get::<Stamp>(kv, &change_key)? {
+        Some(in_force) if stamp < in_force => {
+            fx.erasures.push(Erasure::Replaced(stamp));
+            return Ok(());
+        }
+        Some(in_force) => fx.erasures.push(Erasure::Replaced(in_force)),
+        None => {
+            if let Some(created) = rec.created {
+                fx.erasures.push(Erasure::Replaced(created));
+            }
+        }
+    }
+    password_hash.clone_into(&mut rec.password_hash);
+    kv.put(key, encode(&rec));
+    kv.put(change_key, encode(&stamp));
+    fx.changes.push(Change::PasswordChanged { account });
     Ok(())
 }
 
@@ -194,12 +261,7 @@ fn create_account(
     fx: &mut Effects,
 ) -> Result<(), StorageError> {
     let key = keys::account(id);
-    let mut rec = get::<AccountRecord>(kv, &key)?.unwrap_or(AccountRecord {
-        username: String::new(),
-        password_hash: String::new(),
-        created: None,
-        deleted: false,
-    });
+    let mut rec = get::<AccountRecord>(kv, &key)?.unwrap_or_else(blank_account);
     // A retried creation that reached two replicas: the earliest entry's
     // fields win, whichever arrived first, and the other entry is
     // superseded.
@@ -211,13 +273,17 @@ fn create_account(
     if rec.created.is_none_or(|c| stamp < c) {
         rec.username = username.to_owned();
         rec.created = Some(stamp);
-        rec.password_hash = if rec.deleted {
+        if rec.deleted {
             // Arrived after the account's deletion: born erased.
             fx.erasures.push(Erasure::Deleted(stamp));
-            String::new()
+            rec.password_hash.clear();
+        } else if kv.get(&keys::password_change(id))?.is_some() {
+            // Arrived after a password change, whose hash stays in force;
+            // the creation's is nobody's.
+            fx.erasures.push(Erasure::Replaced(stamp));
         } else {
-            password_hash.to_owned()
-        };
+            password_hash.clone_into(&mut rec.password_hash);
+        }
     }
     kv.put(key, encode(&rec));
 

@@ -42,6 +42,10 @@ pub enum Command {
     DeleteAccount {
         account: AccountId,
     },
+    ChangePassword {
+        account: AccountId,
+        password_hash: String,
+    },
 }
 
 /// What to do with a command that passed its checks.
@@ -195,6 +199,19 @@ pub fn check(
             }
             Some(rec) if rec.deleted => Ok(Checked::AlreadyDone),
             _ => Err(CommandError::UnknownAccount(*account)),
+        },
+        Command::ChangePassword {
+            account,
+            password_hash,
+        } => match query::account_status(kv, *account)? {
+            query::AccountStatus::Active(_) => Ok(Checked::Apply(Op::ChangePassword {
+                account: *account,
+                password_hash: password_hash.clone(),
+            })),
+            query::AccountStatus::Deleted(rec) => Err(CommandError::AccountDeleted(rec.username)),
+            query::AccountStatus::Unknown | query::AccountStatus::LostName(_) => {
+                Err(CommandError::UnknownAccount(*account))
+            }
         },
     }
 }

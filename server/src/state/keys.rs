@@ -16,6 +16,7 @@
 //! | `u` | recipient id, hlc, message id         | sender id: unread   |
 //! | `v` | account id, peer id                   | `Conversation`      |
 //! | `k` | account id                            | unread count (u64)  |
+//! | `p` | account id                            | `Stamp` of the password change in force |
 //!
 //! A message's record (body included) is the value of its history key, so
 //! a history page is one range scan; its slot under `m` keeps only what is
@@ -34,6 +35,7 @@ pub const HISTORY: u8 = b'h';
 pub const UNREAD: u8 = b'u';
 pub const CONVERSATION: u8 = b'v';
 pub const UNREAD_COUNT: u8 = b'k';
+pub const PASSWORD_CHANGE: u8 = b'p';
 
 fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
@@ -117,6 +119,12 @@ pub fn conversation(account: AccountId, peer: AccountId) -> Vec<u8> {
 
 pub fn unread_count(account: AccountId) -> Vec<u8> {
     key(UNREAD_COUNT, &[&account.0])
+}
+
+/// Which `ChangePassword` entry the account's hash (in its `a` record) came
+/// from; absent while the creation's hash is in force.
+pub fn password_change(account: AccountId) -> Vec<u8> {
+    key(PASSWORD_CHANGE, &[&account.0])
 }
 
 /// The smallest key greater than every key starting with `prefix`, for

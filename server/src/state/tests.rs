@@ -38,6 +38,13 @@ fn create(name: usize, rid: u8) -> Op {
     }
 }
 
+fn change_password(name: usize, rid: u8, password: u8) -> Op {
+    Op::ChangePassword {
+        account: account(name, rid),
+        password_hash: format!("new-{password}"),
+    }
+}
+
 fn send(s: AccountId, r: AccountId, rid: u8, body: &str) -> Op {
     Op::SendMessage {
         message: message(s, r, rid),
@@ -435,6 +442,94 @@ fn a_deleted_account_leaves_no_password_hash_in_the_log() {
     }
 }
 
+#[test]
+fn the_latest_password_change_wins_and_its_hash_is_the_only_one_logged() {
+    let ann = account(0, 1);
+    let created = entry(1, 1, 10, create(0, 1));
+    let first = entry(2, 1, 20, change_password(0, 1, 1));
+    let second = entry(3, 1, 30, change_password(0, 1, 2));
+    let all = [&created, &first, &second];
+    let mut states = Vec::new();
+    for order in [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ] {
+        let (kv, log) = apply_logged(&order.map(|i| all[i].clone()));
+        match query::account_status(&kv, ann).unwrap() {
+            AccountStatus::Active(rec) => assert_eq!(rec.password_hash, "new-2", "{order:?}"),
+            other => panic!("{order:?}: {other:?}"),
+        }
+        assert_eq!(
+            log[&(1, 1)].op,
+            Op::CreateAccount {
+                account: ann,
+                username: "ANN".into(),
+                password_hash: String::new(),
+            },
+            "{order:?}: the creation keeps its place, not its hash"
+        );
+        assert_eq!(log[&(2, 1)].op, Op::Superseded, "{order:?}");
+        assert_eq!(log[&(3, 1)], second, "{order:?}");
+        let replayed: Vec<Entry> = log.values().cloned().collect();
+        assert_eq!(apply_all(&replayed), kv, "{order:?}");
+        states.push(kv);
+    }
+    assert!(states.windows(2).all(|w| w[0] == w[1]));
+
+    // Deleting the account erases the change as well, in any order; the
+    // erased change is evidence of the deletion.
+    let deleted = entry(4, 1, 40, Op::DeleteAccount { account: ann });
+    let orders = [
+        [&created, &second, &deleted],
+        [&deleted, &second, &created],
+        [&second, &deleted, &created],
+    ];
+    for order in orders {
+        let (kv, log) = apply_logged(&order.map(Clone::clone));
+        assert_eq!(log[&(3, 1)].op, Op::ErasedChangePassword { account: ann });
+        assert!(matches!(log[&(1, 1)].op, Op::ErasedCreateAccount { .. }));
+        let rec = query::account(&kv, ann).unwrap().unwrap();
+        assert!(rec.deleted && rec.password_hash.is_empty());
+        assert_eq!(kv, apply_all(&[created.clone(), deleted.clone()]));
+        assert_eq!(
+            apply_all(&[created.clone(), log[&(3, 1)].clone()]),
+            kv,
+            "the erased change alone deletes the account"
+        );
+    }
+}
+
+#[test]
+fn a_password_change_is_checked_against_the_account() {
+    let ann = account(0, 1);
+    let cmd = |account| Command::ChangePassword {
+        account,
+        password_hash: "new".into(),
+    };
+    let kv = MemoryKv::default();
+    assert_eq!(
+        check(&cmd(ann), &[7; 16], &kv),
+        Err(CommandError::UnknownAccount(ann))
+    );
+    let kv = apply_all(&[entry(1, 1, 10, create(0, 1))]);
+    assert!(matches!(
+        check(&cmd(ann), &[7; 16], &kv),
+        Ok(Checked::Apply(Op::ChangePassword { .. }))
+    ));
+    let kv = apply_all(&[
+        entry(1, 1, 10, create(0, 1)),
+        entry(1, 2, 20, Op::DeleteAccount { account: ann }),
+    ]);
+    assert_eq!(
+        check(&cmd(ann), &[7; 16], &kv),
+        Err(CommandError::AccountDeleted("ANN".into()))
+    );
+}
+
 // ---- convergence property -------------------------------------------------
 
 /// An operation over a small universe of accounts and messages, so that
@@ -456,6 +551,7 @@ fn arb_op_among(names: usize, rids: u8) -> impl Strategy<Value = Op> {
             .prop_map(|(account, messages)| Op::MarkRead { account, messages }),
         2 => (acct.clone(), prop::collection::vec(msg, 1..4))
             .prop_map(|(account, messages)| Op::DeleteMessages { account, messages }),
+        1 => (0..names, 1..rids, 0..3u8).prop_map(|(n, r, p)| change_password(n, r, p)),
         1 => acct.prop_map(|account| Op::DeleteAccount { account }),
     ]
 }
@@ -551,8 +647,8 @@ proptest! {
     /// (unerased), as a replica syncing from different peers at different
     /// times would, and must end in the same state. And a log whose
     /// erasures were carried out holds no body of a deleted message, no
-    /// password hash of a deleted account, and one copy at most of any
-    /// message or creation.
+    /// password hash of a deleted account, no password hash but the one in
+    /// force, and one copy at most of any message or creation.
     #[test]
     fn erased_logs_replay_to_the_same_state_and_keep_nothing_deleted(
         logs in prop_oneof![arb_logs(), arb_dense_logs()],
@@ -584,6 +680,7 @@ proptest! {
         for log in [&log_a, &log_b, &log_c] {
             let mut sends = BTreeMap::new();
             let mut creations = BTreeMap::new();
+            let mut hashes = BTreeMap::new();
             for e in log.values() {
                 match &e.op {
                     Op::SendMessage { message, .. } => {
@@ -594,16 +691,29 @@ proptest! {
                         );
                         *sends.entry(*message).or_insert(0) += 1;
                     }
-                    Op::CreateAccount { account, .. } => {
+                    Op::CreateAccount { account, password_hash, .. } => {
                         let rec = query::account(&a, *account).unwrap().unwrap();
                         prop_assert!(!rec.deleted, "a deleted account's hash is still logged: {:?}", e);
                         *creations.entry(*account).or_insert(0) += 1;
+                        if !password_hash.is_empty() {
+                            hashes.entry(*account).or_insert_with(Vec::new).push(password_hash.clone());
+                        }
+                    }
+                    Op::ChangePassword { account, password_hash } => {
+                        let rec = query::account(&a, *account).unwrap().unwrap();
+                        prop_assert!(!rec.deleted, "a deleted account's new hash is still logged: {:?}", e);
+                        hashes.entry(*account).or_insert_with(Vec::new).push(password_hash.clone());
                     }
                     _ => {}
                 }
             }
             prop_assert!(sends.values().all(|&n| n == 1), "{:?}", sends);
             prop_assert!(creations.values().all(|&n| n == 1), "{:?}", creations);
+            // Of an account's hashes, only the one in force is logged.
+            for (account, logged) in &hashes {
+                let rec = query::account(&a, *account).unwrap().unwrap();
+                prop_assert_eq!(logged, &vec![rec.password_hash.clone()]);
+            }
         }
     }
 }
