@@ -742,8 +742,9 @@ fn login(username: &str, password: &str) -> proto::LoginRequest {
 
 /// Guessing a password gets a few tries, then RESOURCE_EXHAUSTED with the
 /// wait -- per account name (existing or not), per address, and for
-/// DeleteAccount's password confirmation too; the right password is refused
-/// while throttled, and forgives the account's earlier failures.
+/// DeleteAccount's and ChangePassword's confirmations too; the right
+/// password is refused while throttled, and forgives the account's earlier
+/// failures.
 #[tokio::test]
 async fn password_guessing_is_throttled() {
     let dir = TestDir::new("throttle");
@@ -795,6 +796,20 @@ async fn password_guessing_is_throttled() {
             proto::DeleteAccountRequest {
                 request_id: rid(),
                 password: "ann-password".into(),
+            },
+        ))
+        .await,
+        Code::ResourceExhausted,
+    );
+    assert!(refused.contains("for this account"), "{refused}");
+    // Nor does ChangePassword's.
+    let refused = expect_code(
+        c.change_password(authed(
+            &ann.token,
+            proto::ChangePasswordRequest {
+                request_id: rid(),
+                current_password: "ann-password".into(),
+                new_password: "stolen-password".into(),
             },
         ))
         .await,

@@ -297,13 +297,15 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
         &ClusterSecret::new(b"some-other-secret!".to_vec()).unwrap(),
         600,
     )
-    .issue(ann_account, now_secs())
+    .issue(ann_account, "$argon2id$any", now_secs())
     .0;
     let right_secret = Sessions::new(
         &ClusterSecret::new(SECRET.as_bytes().to_vec()).unwrap(),
         600,
     );
-    let expired = right_secret.issue(ann_account, now_secs() - 3600).0;
+    let expired = right_secret
+        .issue(ann_account, "$argon2id$any", now_secs() - 3600)
+        .0;
     for (token, needle) in [
         (alg_none, "invalid"),
         (other_secret, "invalid"),
@@ -316,12 +318,18 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
         );
         assert!(m.contains(needle), "{m}");
     }
-    // A token minted with the real secret is accepted (the check above is
-    // not vacuous).
-    let fresh = right_secret.issue(ann_account, now_secs()).0;
-    c.list_unread(authed(&fresh, proto::ListUnreadRequest::default()))
-        .await
-        .unwrap();
+    // A token minted with the real secret passes the signature check (the
+    // checks above are not vacuous) and is then refused only because it
+    // names a password hash that is not ann's.
+    let fresh = right_secret
+        .issue(ann_account, "$argon2id$not-anns", now_secs())
+        .0;
+    let m = expect_code(
+        c.list_unread(authed(&fresh, proto::ListUnreadRequest::default()))
+            .await,
+        Code::Unauthenticated,
+    );
+    assert!(m.contains("password was changed"), "{m}");
 
     // --- Nothing was lost, and the replica still works ----------------------
     let unread = c

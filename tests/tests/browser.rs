@@ -406,18 +406,62 @@ async fn accounts_errors_unread_count_paging_and_deletion() {
         .await;
     carol.wait_gone("#accounts-more").await;
 
+    // Changing the password: checked before sending, then by the server;
+    // this tab carries on (after a reload too), her other device is logged
+    // out saying why, and the old password opens nothing.
+    let phone = driver.browser("carol-phone").await;
+    phone.goto(&cluster.r(1).url()).await;
+    log_in(&phone, "carol", "carol-password").await;
+    phone.wait_text("#me-name", "carol").await;
+    carol.click("#change-password").await;
+    carol.fill("#current-password", "carol-password").await;
+    carol.fill("#new-password", "carol-new-password").await;
+    carol.fill("#repeat-password", "carol-new-passwort").await;
+    carol.click("#confirm-change-password").await;
+    carol.wait_text("#password-error", "differ").await;
+    carol.fill("#repeat-password", "carol-new-password").await;
+    carol.fill("#current-password", "not-her-password").await;
+    carol.click("#confirm-change-password").await;
+    carol.wait_text("#password-error", "incorrect").await;
+    carol.screenshot("12-change-password").await;
+    carol.fill("#current-password", "carol-password").await;
+    carol.click("#confirm-change-password").await;
+    carol
+        .wait_text("#notice", "Your password has been changed.")
+        .await;
+    carol.wait_gone("#password-dialog").await;
+    phone
+        .wait_text("#notice", "the account's password was changed")
+        .await;
+    phone.find("#auth-submit").await;
+    phone.screenshot("13-session-ended").await;
+    log_in(&phone, "carol", "carol-password").await;
+    phone
+        .wait_text("#auth-error", "Wrong username or password.")
+        .await;
+    phone.close().await;
+    carol.goto(&cluster.r(3).url()).await;
+    carol.wait_text("#me-name", "carol").await;
+    carol.click("#tab-people").await;
+    carol.fill_and_enter("#people-search", "dave").await;
+    carol
+        .wait("dave in the directory, with the new session", || async {
+            (carol.count("li.account").await == 1).then_some(())
+        })
+        .await;
+
     // Deleting the account needs the password.
     carol.click("#delete-account").await;
-    carol.fill("#delete-password", "wrong-password").await;
+    carol.fill("#delete-password", "carol-password").await;
     carol.click("#confirm-delete-account").await;
     carol.find("#delete-error").await;
-    carol.screenshot("12-delete-account").await;
-    carol.fill("#delete-password", "carol-password").await;
+    carol.screenshot("14-delete-account").await;
+    carol.fill("#delete-password", "carol-new-password").await;
     carol.click("#confirm-delete-account").await;
     carol
         .wait_text("#notice", "Your account has been deleted.")
         .await;
-    log_in(&carol, "carol", "carol-password").await;
+    log_in(&carol, "carol", "carol-new-password").await;
     carol.wait_text("#auth-error", "deleted").await;
     let listed = dave.list_accounts("carol", 0, "").await.expect("list");
     assert!(listed.accounts.is_empty(), "a deleted account is listed");

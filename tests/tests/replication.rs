@@ -545,6 +545,219 @@ async fn deleted_messages_and_accounts_leave_every_replicas_log() {
     }
 }
 
+/// Changing a password through one replica ends every session started
+/// with the old one on every replica -- calls and live streams alike --
+/// and leaves in every replica's log the one hash in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_password_ends_old_sessions_everywhere_and_leaves_one_hash_logged() {
+    use chat_server::entry::Op;
+    let mut cluster = TestCluster::start("repl-password", 3).await;
+    let ann = register(&mut cluster.r(1).client().await, "ann", "first-password").await;
+    let bob = register(&mut cluster.r(2).client().await, "bob", "bob-password").await;
+    let change = |token: &str, current: &str, new: &str, request_id: Vec<u8>| {
+        authed(
+            token,
+            proto::ChangePasswordRequest {
+                request_id,
+                current_password: current.into(),
+                new_password: new.into(),
+            },
+        )
+    };
+    let login = |password: &str| proto::LoginRequest {
+        username: "ann".into(),
+        password: password.into(),
+    };
+    let mut events = cluster
+        .r(2)
+        .client()
+        .await
+        .subscribe(authed(&ann.token, proto::SubscribeRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        events.next().await.unwrap().unwrap().kind,
+        Some(event::Kind::Subscribed(_))
+    ));
+
+    let mut c3 = cluster.r(3).client().await;
+    let wrong = c3
+        .change_password(change(
+            &ann.token,
+            "not-my-password",
+            "second-password",
+            rid(),
+        ))
+        .await;
+    assert!(expect_code(wrong, Code::PermissionDenied).contains("current password is incorrect"));
+    let short = c3
+        .change_password(change(&ann.token, "first-password", "short", rid()))
+        .await;
+    expect_code(short, Code::InvalidArgument);
+
+    let request_id = rid();
+    let changed = c3
+        .change_password(change(
+            &ann.token,
+            "first-password",
+            "second-password",
+            request_id.clone(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(changed.account.as_ref().unwrap().username, "ann");
+
+    // The old session's stream on another replica ends.
+    let ended = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("the old session's stream is still open")
+        .unwrap();
+    assert!(
+        expect_code(ended, Code::Unauthenticated).contains("password was changed"),
+        "the stream ends saying why"
+    );
+    for n in 1..=3 {
+        let mut c = cluster.r(n).client().await;
+        let old = c
+            .list_conversations(authed(
+                &ann.token,
+                proto::ListConversationsRequest::default(),
+            ))
+            .await;
+        assert!(
+            expect_code(old, Code::Unauthenticated).contains("password was changed"),
+            "replica {n}"
+        );
+        c.list_conversations(authed(
+            &changed.token,
+            proto::ListConversationsRequest::default(),
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("replica {n} refuses the new session: {s:?}"));
+        expect_code(
+            c.login(login("first-password")).await,
+            Code::Unauthenticated,
+        );
+        c.login(login("second-password"))
+            .await
+            .unwrap_or_else(|s| panic!("replica {n} refuses the new password: {s:?}"));
+    }
+    // Bob's session is untouched.
+    cluster
+        .r(1)
+        .client()
+        .await
+        .list_conversations(authed(
+            &bob.token,
+            proto::ListConversationsRequest::default(),
+        ))
+        .await
+        .unwrap();
+
+    // A retry of the change (its answer lost in a failover) arrives with
+    // the old token at another replica: it gets a session all the same,
+    // and changes nothing more.
+    let retried = cluster
+        .r(1)
+        .client()
+        .await
+        .change_password(change(
+            &ann.token,
+            "first-password",
+            "second-password",
+            request_id,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut c2 = cluster.r(2).client().await;
+    c2.list_conversations(authed(
+        &retried.token,
+        proto::ListConversationsRequest::default(),
+    ))
+    .await
+    .unwrap();
+    // The old token alone opens nothing: not a change to a password
+    // its holder does not know.
+    let stolen = c2
+        .change_password(change(
+            &ann.token,
+            "first-password",
+            "thief-password",
+            rid(),
+        ))
+        .await;
+    expect_code(stolen, Code::Unauthenticated);
+
+    // A second change, through another replica, replaces the first.
+    let again = c2
+        .change_password(change(
+            &changed.token,
+            "second-password",
+            "third-password",
+            rid(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    c2.login(login("third-password")).await.unwrap();
+    expect_code(
+        c2.login(login("second-password")).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        c2.list_conversations(authed(
+            &changed.token,
+            proto::ListConversationsRequest::default(),
+        ))
+        .await,
+        Code::Unauthenticated,
+    );
+    c2.list_conversations(authed(
+        &again.token,
+        proto::ListConversationsRequest::default(),
+    ))
+    .await
+    .unwrap();
+
+    cluster.converge(CONVERGE).await;
+    for r in &mut cluster.replicas {
+        r.terminate().await;
+    }
+    let ann_id: chat_server::ids::AccountId = id(&ann).parse().unwrap();
+    for r in &cluster.replicas {
+        let mut hashes = 0;
+        let mut replaced = 0;
+        for e in logged_entries(r) {
+            match &e.op {
+                Op::CreateAccount {
+                    account,
+                    password_hash,
+                    ..
+                } if *account == ann_id => {
+                    assert_eq!(
+                        password_hash, "",
+                        "replica {}: the first hash is still logged",
+                        r.id
+                    );
+                }
+                Op::ChangePassword { account, .. } if *account == ann_id => hashes += 1,
+                Op::Superseded => replaced += 1,
+                _ => {}
+            }
+        }
+        assert_eq!((hashes, replaced), (1, 1), "replica {}", r.id);
+        let dir = r.data_dir.to_string_lossy().to_string();
+        let out = admin(&["verify", "--data-dir", &dir], SECRET);
+        assert!(out.status.success(), "replica {}: {out:?}", r.id);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["unerased_entries"], 0, "{report}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_id_clash_is_refused() {
     let mut cluster = TestCluster::start("repl-clash", 2).await;

@@ -30,6 +30,7 @@ pub enum Tab {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Dialog {
     Servers,
+    ChangePassword,
     DeleteAccount,
 }
 
@@ -214,6 +215,25 @@ impl App {
         self.pending.set(Vec::new());
         self.dialog.set(None);
         self.notice.set(notice);
+    }
+
+    /// Replaces the password; this tab carries on with the new session
+    /// (kept for a reload), every other session of the account ends.
+    pub async fn change_password(self, current: String, new: String) -> Result<(), String> {
+        let client = self.client();
+        match client.change_password(&current, &new).await {
+            Ok(()) => {
+                net::save_session(client.session().as_ref());
+                self.dialog.set(None);
+                self.notice.set(Some(Notice {
+                    text: "Your password has been changed. Every other session of your account has ended.".into(),
+                    warning: false,
+                }));
+                Ok(())
+            }
+            // A wrong current password is PERMISSION_DENIED: the session stays.
+            Err(e) => Err(self.explain(&e)),
+        }
     }
 
     pub async fn delete_account(self, password: String) -> Result<(), String> {

@@ -56,6 +56,9 @@ pub fn Root() -> impl IntoView {
             <Show when=move || app.dialog.get() == Some(Dialog::Servers)>
                 <ServersPanel />
             </Show>
+            <Show when=move || app.dialog.get() == Some(Dialog::ChangePassword)>
+                <ChangePasswordDialog />
+            </Show>
             <Show when=move || app.dialog.get() == Some(Dialog::DeleteAccount)>
                 <DeleteAccountDialog />
             </Show>
@@ -103,6 +106,13 @@ fn TopBar() -> impl IntoView {
                 </div>
                 <button id="logout" class="ghost" on:click=move |_| app.end_session(None)>
                     "Log out"
+                </button>
+                <button
+                    id="change-password"
+                    class="ghost"
+                    on:click=move |_| app.dialog.set(Some(Dialog::ChangePassword))
+                >
+                    "Password"
                 </button>
                 <button
                     id="delete-account"
@@ -945,6 +955,74 @@ fn ServersPanel() -> impl IntoView {
                     "Close"
                 </button>
             </div>
+        </Modal>
+    }
+}
+
+#[component]
+fn ChangePasswordDialog() -> impl IntoView {
+    let app = use_app();
+    let current = RwSignal::new(String::new());
+    let new = RwSignal::new(String::new());
+    let repeat = RwSignal::new(String::new());
+    let show = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        if busy.get_untracked() {
+            return;
+        }
+        let (old, new_pass) = (current.get_untracked(), new.get_untracked());
+        let problem = if old.is_empty() {
+            Some("Enter your current password.".to_string())
+        } else if let Err(e) = validate::password(&new_pass) {
+            Some(sentence(&e.to_string()))
+        } else if new_pass != repeat.get_untracked() {
+            Some("The new password and its repetition differ.".to_string())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            error.set(Some(p));
+            return;
+        }
+        error.set(None);
+        busy.set(true);
+        spawn_local(async move {
+            // On success the dialog closes with a notice.
+            if let Err(e) = app.change_password(old, new_pass).await {
+                busy.set(false);
+                error.set(Some(e));
+            }
+        });
+    };
+    let kind = move || if show.get() { "text" } else { "password" };
+    view! {
+        <Modal id="password-dialog" title="Change your password">
+            <p>"Every other session of your account ends: other tabs and devices will ask to log in again."</p>
+            <form on:submit=submit novalidate>
+                <label for="current-password">"Current password"</label>
+                <input id="current-password" type=kind autocomplete="current-password" bind:value=current />
+                <label for="new-password">"New password"</label>
+                <input id="new-password" type=kind autocomplete="new-password" bind:value=new />
+                <p class="hint">"At least 8 characters."</p>
+                <label for="repeat-password">"New password again"</label>
+                <input id="repeat-password" type=kind autocomplete="new-password" bind:value=repeat />
+                <label class="check">
+                    <input type="checkbox" id="password-show" bind:checked=show />
+                    "Show passwords"
+                </label>
+                {move || error.get().map(|e| view! { <p class="error" id="password-error" role="alert">{e}</p> })}
+                <div class="actions">
+                    <button type="button" class="ghost" on:click=move |_| app.dialog.set(None)>
+                        "Cancel"
+                    </button>
+                    <button type="submit" id="confirm-change-password" class="primary" disabled=busy>
+                        {move || if busy.get() { "Please wait…" } else { "Change password" }}
+                    </button>
+                </div>
+            </form>
         </Modal>
     }
 }

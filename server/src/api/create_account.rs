@@ -39,7 +39,7 @@ pub async fn handle(ctx: &Context, req: CreateAccountRequest) -> Result<AuthResp
     }
     match status {
         AccountStatus::Active(rec) => {
-            let (token, expires_at_ms) = ctx.issue(account);
+            let (token, expires_at_ms) = ctx.issue(account, &rec.password_hash);
             Ok(AuthResponse {
                 token,
                 expires_at_ms,

@@ -40,7 +40,7 @@ pub async fn handle(
         .await?
         && let (Some(id), Some(rec)) = (owner, owner_rec.as_ref())
     {
-        let (token, expires_at_ms) = ctx.issue(id);
+        let (token, expires_at_ms) = ctx.issue(id, &rec.password_hash);
         return Ok(AuthResponse {
             token,
             expires_at_ms,

@@ -10,6 +10,7 @@
 //! touching state, and authenticates with [`Context::authenticate`] (except
 //! CreateAccount, Login and ListServers).
 
+mod change_password;
 mod create_account;
 mod cursor;
 mod delete_account;
@@ -75,15 +76,31 @@ pub struct Session {
 }
 
 impl Context {
-    /// Checks the bearer token and that its account still exists here.
+    /// Checks the bearer token, that its account still exists here, and
+    /// that the account's password has not changed since it was issued.
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Session, ApiError> {
+        let (session, current) = self.session_of(request)?;
+        if !current {
+            return Err(SessionError::PasswordChanged.into());
+        }
+        Ok(session)
+    }
+
+    /// As [`Context::authenticate`], but also accepting a token issued
+    /// under an earlier password of the account; says whether the token is
+    /// current.
+    pub fn session_of<T>(&self, request: &Request<T>) -> Result<(Session, bool), ApiError> {
         let header = match request.metadata().get("authorization") {
             Some(v) => Some(v.to_str().map_err(|_| SessionError::Malformed)?),
             None => None,
         };
-        let account = self.sessions.verify(Sessions::bearer(header)?)?;
+        let token = self.sessions.verify(Sessions::bearer(header)?)?;
+        let account = token.account;
         match query::account_status(&self.store.reader(), account)? {
-            AccountStatus::Active(record) => Ok(Session { account, record }),
+            AccountStatus::Active(record) => {
+                let current = self.sessions.is_current(&token, &record.password_hash);
+                Ok((Session { account, record }, current))
+            }
             AccountStatus::Deleted(_) => Err(ApiError::Unauthenticated(
                 "this account has been deleted".into(),
             )),
@@ -103,12 +120,11 @@ impl Context {
         let Some(Ok(header)) = request.metadata().get("authorization").map(|v| v.to_str()) else {
             return Ok(false);
         };
-        let Ok(account) = Sessions::bearer(Some(header)).and_then(|t| self.sessions.verify(t))
-        else {
+        let Ok(token) = Sessions::bearer(Some(header)).and_then(|t| self.sessions.verify(t)) else {
             return Ok(false);
         };
         Ok(matches!(
-            query::account_status(&self.store.reader(), account)?,
+            query::account_status(&self.store.reader(), token.account)?,
             AccountStatus::Deleted(_)
         ))
     }
@@ -146,9 +162,12 @@ impl Context {
         Ok(ok)
     }
 
-    /// A new session token for `account`.
-    pub fn issue(&self, account: AccountId) -> (String, i64) {
-        let (token, exp) = self.sessions.issue(account, hlc::wall_clock_ms() / 1000);
+    /// A new session token for `account`, whose password hash in force is
+    /// `password_hash`.
+    pub fn issue(&self, account: AccountId, password_hash: &str) -> (String, i64) {
+        let (token, exp) = self
+            .sessions
+            .issue(account, password_hash, hlc::wall_clock_ms() / 1000);
         (token, exp as i64 * 1000)
     }
 }
@@ -334,6 +353,13 @@ impl proto::chat_server::Chat for ChatApi {
         r: Request<proto::DeleteMessagesRequest>,
     ) -> Reply<proto::DeleteMessagesResponse> {
         call("DeleteMessages", delete_messages::handle(&self.ctx, r)).await
+    }
+
+    async fn change_password(
+        &self,
+        r: Request<proto::ChangePasswordRequest>,
+    ) -> Reply<proto::AuthResponse> {
+        call("ChangePassword", change_password::handle(&self.ctx, r)).await
     }
 
     async fn delete_account(

@@ -4,8 +4,9 @@
 //! then carries every change to the caller's conversations as this replica
 //! applies it -- including changes accepted by other replicas, which arrive
 //! here by replication. It ends when the client cancels, the account is
-//! deleted, or the replica shuts down; a client then re-subscribes
-//! (anywhere) and refreshes its views.
+//! deleted or its password changed (`UNAUTHENTICATED`: the session the
+//! stream was opened with has ended), or the replica shuts down; a client
+//! then re-subscribes (anywhere) and refreshes its views.
 //!
 //! Each stream holds a buffer and a task on this replica, so one account
 //! may hold at most `SUBSCRIPTIONS_PER_ACCOUNT` of them here at a time.
@@ -32,10 +33,12 @@ pub async fn handle(
     ctx: &Arc<Context>,
     req: Request<SubscribeRequest>,
 ) -> Result<<ChatApi as chat_shared::proto::chat_server::Chat>::SubscribeStream, ApiError> {
+    // Subscribe before authenticating and reading the unread count, so
+    // that nothing falls between: not a message, not a password change
+    // that ends this session.
+    let changes = ctx.events.subscribe();
     let session = ctx.authenticate(&req)?;
     let slot = ctx.streams.open(session.account)?;
-    // Subscribe before reading the unread count, so nothing falls between.
-    let changes = ctx.events.subscribe();
     let unread_count = query::unread_count(&ctx.store.reader(), session.account)?;
     let (tx, rx) = mpsc::channel(BUFFER);
     let first = Event {
@@ -45,7 +48,11 @@ pub async fn handle(
         })),
     };
     tx.send(Ok(first)).await.ok();
-    tokio::spawn(forward(ctx.clone(), session.account, changes, tx, slot));
+    let me = Me {
+        account: session.account,
+        password_hash: session.record.password_hash,
+    };
+    tokio::spawn(forward(ctx.clone(), me, changes, tx, slot));
     Ok(Box::pin(ReceiverStream::new(rx)))
 }
 
@@ -86,11 +93,18 @@ impl Drop for StreamSlot {
     }
 }
 
+/// The session a stream serves.
+struct Me {
+    account: AccountId,
+    /// The password hash in force when the stream was opened.
+    password_hash: String,
+}
+
 /// Forwards the changes that concern `me` until the stream ends; the
 /// stream's `slot` is given back then.
 async fn forward(
     ctx: Arc<Context>,
-    me: AccountId,
+    me: Me,
     mut changes: broadcast::Receiver<Arc<Vec<Change>>>,
     tx: mpsc::Sender<Result<Event, Status>>,
     _slot: StreamSlot,
@@ -106,7 +120,7 @@ async fn forward(
             }
         };
         let events = match batch {
-            Ok(batch) => match events_for(&ctx, me, &batch) {
+            Ok(batch) => match events_for(&ctx, &me, &batch) {
                 Ok(events) => events,
                 Err(status) => vec![Err(status)],
             },
@@ -127,9 +141,10 @@ async fn forward(
 /// The events one batch of changes means for account `me`.
 fn events_for(
     ctx: &Context,
-    me: AccountId,
+    session: &Me,
     batch: &[Change],
 ) -> Result<Vec<Result<Event, Status>>, Status> {
+    let me = session.account;
     let mut out = Vec::new();
     let mut deleted = BTreeSet::new();
     let mut read = BTreeSet::new();
@@ -170,6 +185,17 @@ fn events_for(
                     "this account has been deleted",
                 )));
                 return Ok(out);
+            }
+            Change::PasswordChanged { account } if account == me => {
+                let in_force = query::account(&kv, me)
+                    .map_err(api)?
+                    .map(|r| r.password_hash);
+                if in_force.as_ref() != Some(&session.password_hash) {
+                    out.push(Err(Status::from(ApiError::from(
+                        crate::auth::SessionError::PasswordChanged,
+                    ))));
+                    return Ok(out);
+                }
             }
             _ => {}
         }

@@ -151,6 +151,9 @@ struct Inner<C: Connector, T: Timer> {
 struct State<S> {
     current: Option<Current<S>>,
     session: Option<Session>,
+    /// `ChangePassword` calls under way: the session they replace may be
+    /// refused meanwhile, which is not the end of the client's session.
+    password_changes: usize,
 }
 
 struct Current<S> {
@@ -183,6 +186,7 @@ impl<C: Connector, T: Timer> Client<C, T> {
                 state: Mutex::new(State {
                     current: None,
                     session: None,
+                    password_changes: 0,
                 }),
                 queue: futures_util::lock::Mutex::new(()),
                 switching: futures_util::lock::Mutex::new(()),
@@ -607,6 +611,31 @@ impl<C: Connector, T: Timer> Client<C, T> {
         Ok(response.unread_count)
     }
 
+    /// Replaces the account's password (the current one confirms it) and
+    /// adopts the new session the answer carries; every other session of
+    /// the account ends.
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<(), CallError> {
+        validate::password(new)?;
+        let msg = proto::ChangePasswordRequest {
+            request_id: new_request_id(),
+            current_password: current.to_string(),
+            new_password: new.to_string(),
+        };
+        let _changing = PasswordChange::begin(self);
+        let auth = self
+            .send(msg, Auth::Session, |mut c, r| async move {
+                c.change_password(r).await
+            })
+            .await?;
+        self.set_session(Some(Session::from_auth(&auth)));
+        Ok(())
+    }
+
+    /// Whether a `ChangePassword` call is under way.
+    fn changing_password(&self) -> bool {
+        self.state().password_changes > 0
+    }
+
     /// Deletes the account (the password confirms it) and forgets the
     /// session.
     pub async fn delete_account(&self, password: &str) -> Result<(), CallError> {
@@ -626,6 +655,23 @@ impl<C: Connector, T: Timer> Client<C, T> {
     /// across replicas. Nothing is sent until the first `next()`.
     pub fn subscribe(&self) -> Subscription<C, T> {
         Subscription::new(self.clone())
+    }
+}
+
+/// Counts a `ChangePassword` call as under way for as long as it lives
+/// (dropped with the call's future, however that ends).
+struct PasswordChange<'a, C: Connector, T: Timer>(&'a Client<C, T>);
+
+impl<'a, C: Connector, T: Timer> PasswordChange<'a, C, T> {
+    fn begin(client: &'a Client<C, T>) -> Self {
+        client.state().password_changes += 1;
+        Self(client)
+    }
+}
+
+impl<C: Connector, T: Timer> Drop for PasswordChange<'_, C, T> {
+    fn drop(&mut self) {
+        self.0.state().password_changes -= 1;
     }
 }
 

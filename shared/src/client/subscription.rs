@@ -22,11 +22,16 @@ use crate::proto;
 /// to spin, short enough not to be noticed.
 const REOPEN_PAUSE: Duration = Duration::from_millis(200);
 
+/// How often to look whether a password change under way has finished.
+const PASSWORD_CHANGE_POLL: Duration = Duration::from_millis(20);
+
 /// Live events of the logged-in account. Dropping it closes the stream.
 pub struct Subscription<C: Connector, T: Timer> {
     client: Client<C, T>,
     /// The open stream and the client generation it was opened in.
     stream: Option<(u64, Streaming<proto::Event>)>,
+    /// The session token the stream was opened with.
+    token: Option<String>,
 }
 
 impl<C: Connector, T: Timer> Subscription<C, T> {
@@ -34,6 +39,7 @@ impl<C: Connector, T: Timer> Subscription<C, T> {
         Self {
             client,
             stream: None,
+            token: None,
         }
     }
 
@@ -44,9 +50,12 @@ impl<C: Connector, T: Timer> Subscription<C, T> {
     }
 
     /// The next event. Transport failures are handled inside (failover,
-    /// re-open, backoff); an error means the stream cannot go on: the
-    /// session ended (`UNAUTHENTICATED`, e.g. the account was deleted), the
-    /// client logged out, or it gave up ([`CallError::Offline`]).
+    /// re-open, backoff), and so is the end of a session that the client's
+    /// own password change replaced (the stream re-opens with the new one);
+    /// an error means the stream cannot go on: the session ended
+    /// (`UNAUTHENTICATED`: the account was deleted, or its password changed
+    /// elsewhere), the client logged out, or it gave up
+    /// ([`CallError::Offline`]).
     pub async fn next(&mut self) -> Result<proto::Event, CallError> {
         loop {
             let (generation, stream) = match self.stream.as_mut() {
@@ -73,6 +82,11 @@ impl<C: Connector, T: Timer> Subscription<C, T> {
                 }
                 Some(Err(status)) if !is_failover(&status) => {
                     self.stream = None;
+                    if status.code() == tonic::Code::Unauthenticated
+                        && self.session_replaced().await
+                    {
+                        continue;
+                    }
                     return Err(CallError::Rejected(status));
                 }
                 Some(Err(_)) => {
@@ -85,12 +99,25 @@ impl<C: Connector, T: Timer> Subscription<C, T> {
         }
     }
 
+    /// Whether the session the stream was opened with has been replaced
+    /// by the client's own password change (which ends the streams of the
+    /// old session; the new one gets a new stream). A change under way is
+    /// waited for: its stream may end before its answer arrives.
+    async fn session_replaced(&self) -> bool {
+        while self.client.changing_password() {
+            self.client.inner.timer.sleep(PASSWORD_CHANGE_POLL).await;
+        }
+        let now = self.client.session().map(|s| s.token);
+        now.is_some() && now != self.token
+    }
+
     /// Opens the stream on the replica in use, failing over until one
     /// accepts it.
     async fn open(&mut self) -> Result<(), CallError> {
         let timeout = self.client.inner.config.call_timeout;
         loop {
             let (generation, server, mut chat) = self.client.connected().await?;
+            self.token = self.client.session().map(|s| s.token);
             let mut request =
                 self.client
                     .request(proto::SubscribeRequest {}, Auth::Session, timeout)?;
@@ -103,6 +130,11 @@ impl<C: Connector, T: Timer> Subscription<C, T> {
                     return Ok(());
                 }
                 Some(Err(status)) if !is_failover(&status) => {
+                    if status.code() == tonic::Code::Unauthenticated
+                        && self.session_replaced().await
+                    {
+                        continue;
+                    }
                     return Err(CallError::Rejected(status));
                 }
                 Some(Err(_)) | None => self.client.fail_over(generation).await?,

@@ -60,6 +60,8 @@ struct Replica {
     send_delay: Mutex<Duration>,
     /// Open subscriptions.
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Result<proto::Event, Status>>>>,
+    /// The session token it accepts.
+    token: Mutex<String>,
 }
 
 impl Replica {
@@ -91,9 +93,19 @@ impl Replica {
         }
     }
 
+    /// Ends every session but the one with `token`, and their streams, the
+    /// way a password change does.
+    fn replace_session(&self, token: &str) {
+        *self.token.lock().unwrap() = token.into();
+        for tx in self.subscribers.lock().unwrap().drain(..) {
+            let _ = tx.send(Err(Status::unauthenticated("the password was changed")));
+        }
+    }
+
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let token = self.token.lock().unwrap().clone();
         match request.metadata().get("authorization") {
-            Some(v) if v == format!("Bearer {TOKEN}").as_str() => Ok(()),
+            Some(v) if v == format!("Bearer {token}").as_str() => Ok(()),
             Some(_) => Err(Status::unauthenticated("the session has expired")),
             None => Err(Status::unauthenticated("no session")),
         }
@@ -219,6 +231,28 @@ impl Chat for FakeChat {
         _: Request<proto::DeleteMessagesRequest>,
     ) -> Result<Response<proto::DeleteMessagesResponse>, Status> {
         Ok(Response::new(Default::default()))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<proto::ChangePasswordRequest>,
+    ) -> Result<Response<proto::AuthResponse>, Status> {
+        self.0.authorize(&request)?;
+        self.0.handle("ChangePassword");
+        let r = request.into_inner();
+        if r.current_password != "right-password" {
+            return Err(Status::permission_denied(
+                "the current password is incorrect",
+            ));
+        }
+        // The old session's streams end before the answer leaves.
+        self.0.replace_session("new-token");
+        Ok(Response::new(proto::AuthResponse {
+            token: "new-token".into(),
+            expires_at_ms: 2,
+            account: Some(account("a1", "ann")),
+            unread_count: 0,
+        }))
     }
 
     async fn delete_account(
@@ -354,6 +388,7 @@ fn cluster(n: u32, config: Config) -> (Vec<Arc<Replica>>, TestClient) {
                 max_in_flight: AtomicUsize::new(0),
                 send_delay: Mutex::new(Duration::ZERO),
                 subscribers: Mutex::default(),
+                token: Mutex::new(TOKEN.into()),
             })
         })
         .collect();
@@ -638,6 +673,43 @@ async fn a_rejected_session_ends_the_subscription_without_failover() {
     let err = client.subscribe().next().await.unwrap_err();
     assert!(err.is_session_ended(), "{err:?}");
     assert!(r[1].attempts().is_empty() && r[2].attempts().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_password_change_replaces_the_session_and_keeps_the_subscription() {
+    let (r, client) = logged_in(1, Config::default()).await;
+    let mut events = client.subscribe();
+    assert_eq!(subscribed_on(&events.next().await.unwrap()), 1);
+
+    let err = client
+        .change_password("right-password", "short")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Invalid(_)), "{err:?}");
+    let err = client
+        .change_password("wrong-password", "a new password")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(Code::PermissionDenied));
+    assert_eq!(client.session().unwrap().token, TOKEN);
+
+    // The replica ends the old session's stream before it answers; the
+    // subscription waits for the answer and re-opens with the new session.
+    let next = tokio::spawn(async move { (events.next().await, events) });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    client
+        .change_password("right-password", "a new password")
+        .await
+        .unwrap();
+    assert_eq!(client.session().unwrap().token, "new-token");
+    let (event, mut events) = next.await.unwrap();
+    assert_eq!(subscribed_on(&event.unwrap()), 1);
+    assert_eq!(r[0].handled("Subscribe"), 2);
+
+    // A change made elsewhere ends this session, and the subscription.
+    r[0].replace_session("another-token");
+    let err = events.next().await.unwrap_err();
+    assert!(err.is_session_ended(), "{err:?}");
 }
 
 #[tokio::test(start_paused = true)]

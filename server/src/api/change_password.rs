@@ -1,0 +1,89 @@
+//! ChangePassword: replace the caller's password, confirmed by the current
+//! one, and start a new session.
+//!
+//! Every other session of the account ends, on every replica that has
+//! applied the change: a token carries a fingerprint of the password hash it
+//! was issued under (`auth::session`), and the new hash has a new salt, so
+//! no earlier token matches it. The caller's own token ends too; the answer
+//! carries its replacement.
+//!
+//! A retry after a failover may arrive with the old token once the change
+//! went through: it is answered with a new session if it carries the new
+//! password, which is then the one in force -- the same answer the first
+//! try would have had.
+
+use chat_shared::limits::PASSWORD_MAX_BYTES;
+use chat_shared::proto::{AuthResponse, ChangePasswordRequest};
+use chat_shared::validate::{self, ValidationError};
+use tonic::Request;
+
+use super::{ApiError, Context, Session, account_proto, request_id};
+use crate::auth::SessionError;
+use crate::state::{Command, query};
+
+pub async fn handle(
+    ctx: &Context,
+    req: Request<ChangePasswordRequest>,
+) -> Result<AuthResponse, ApiError> {
+    let (session, current) = ctx.session_of(&req)?;
+    let address = req.remote_addr().map(|a| a.ip());
+    let req = req.into_inner();
+    let rid = request_id(&req.request_id)?;
+    validate::password(&req.new_password)?;
+    if req.current_password.len() > PASSWORD_MAX_BYTES {
+        return Err(ValidationError::PasswordTooLong.into());
+    }
+    let name = session.record.username.clone();
+    let in_force = Some(session.record.password_hash.clone());
+    if !current {
+        // Throttled like every password check: an old token must not
+        // become a way to guess the new password.
+        return if ctx
+            .check_password(&name, address, req.new_password, in_force)
+            .await?
+        {
+            answer(ctx, session)
+        } else {
+            Err(SessionError::PasswordChanged.into())
+        };
+    }
+    if !ctx
+        .check_password(&name, address, req.current_password, in_force)
+        .await?
+    {
+        return Err(ApiError::WrongPassword(
+            "the current password is incorrect; the password was not changed".into(),
+        ));
+    }
+    let password_hash = ctx.passwords.hash(req.new_password).await?;
+    ctx.writer
+        .submit(
+            rid,
+            Command::ChangePassword {
+                account: session.account,
+                password_hash,
+            },
+        )
+        .await?;
+    // The record as it is now: the new hash, unless a later change made on
+    // another replica at the same moment won (then this session ends as
+    // well, like every other).
+    let record = query::account(&ctx.store.reader(), session.account)?.unwrap_or(session.record);
+    answer(
+        ctx,
+        Session {
+            account: session.account,
+            record,
+        },
+    )
+}
+
+fn answer(ctx: &Context, session: Session) -> Result<AuthResponse, ApiError> {
+    let (token, expires_at_ms) = ctx.issue(session.account, &session.record.password_hash);
+    Ok(AuthResponse {
+        token,
+        expires_at_ms,
+        account: Some(account_proto(session.account, &session.record)),
+        unread_count: query::unread_count(&ctx.store.reader(), session.account)?,
+    })
+}
