@@ -61,23 +61,19 @@ pub async fn handle(
             rid,
             Command::ChangePassword {
                 account: session.account,
-                password_hash,
+                password_hash: password_hash.clone(),
             },
         )
         .await?;
-    // The record as it is now: the new hash, unless a later change made on
-    // another replica at the same moment won (then this session ends as
-    // well, like every other).
-    let record = query::account(&ctx.store.reader(), session.account)?.unwrap_or(session.record);
-    answer(
-        ctx,
-        Session {
-            account: session.account,
-            record,
-        },
-    )
+    // A session under the hash this call stored -- not under whatever is in
+    // force by now: if a later change made through another replica at the
+    // same moment won, this session ends like every other.
+    let mut session = session;
+    session.record.password_hash = password_hash;
+    answer(ctx, session)
 }
 
+/// A new session under `session.record.password_hash`.
 fn answer(ctx: &Context, session: Session) -> Result<AuthResponse, ApiError> {
     let (token, expires_at_ms) = ctx.issue(session.account, &session.record.password_hash);
     Ok(AuthResponse {
