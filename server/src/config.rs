@@ -126,6 +126,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAT_RELAY_TIMEOUT_MS", default_value_t = 2000)]
     pub relay_timeout_ms: u64,
 
+    /// How long one write to the disk (a group commit) may take before the
+    /// disk is deemed hung and the replica stops, in milliseconds, so that
+    /// its clients fail over instead of reading a state that no longer
+    /// receives writes; 0 never stops. Half of it logs a warning.
+    #[arg(long, env = "CHAT_DISK_STALL_TIMEOUT_MS", default_value_t = 20_000)]
+    pub disk_stall_timeout_ms: u64,
+
     /// Interval between heartbeats to each peer, in milliseconds.
     #[arg(long, env = "CHAT_HEARTBEAT_MS", default_value_t = 250)]
     pub heartbeat_ms: u64,

@@ -13,7 +13,8 @@
 //!   [`background_priority`] keeps flushes and compactions out of the
 //!   writer's way).
 //! * [`writer`]: the single writer: turns commands into entries, applies
-//!   them, group-commits them durably, publishes changes.
+//!   them, group-commits them durably, publishes changes
+//!   ([`disk_watchdog`] stops the replica if its disk hangs).
 //! * [`api`]: the client API (gRPC + gRPC-web), one file per call.
 //! * [`replication`]: relaying entries to peers, introductions, liveness.
 //! * [`auth`]: sessions (JWT) and passwords (argon2id).
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod background_priority;
 pub mod cache;
 pub mod config;
+pub mod disk_watchdog;
 pub mod entry;
 pub mod events;
 pub mod hlc;

@@ -21,7 +21,13 @@ fn main() -> std::process::ExitCode {
         runtime.worker_threads(n);
     }
     match runtime.build() {
-        Ok(rt) => rt.block_on(run(cli)),
+        Ok(rt) => {
+            let code = rt.block_on(run(cli));
+            // Don't wait for blocking tasks: after a hung disk one may
+            // never return (`chat_server::disk_watchdog`).
+            rt.shutdown_background();
+            code
+        }
         Err(e) => {
             eprintln!("chat-server: cannot start the runtime: {e}");
             std::process::ExitCode::FAILURE

@@ -99,6 +99,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let events = EventHub::default();
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
     let writer = Writer::start(store.clone(), origin, events.clone(), acks_tx)?;
+    if args.disk_stall_timeout_ms > 0 {
+        tokio::spawn(crate::disk_watchdog::watch(
+            writer.clone(),
+            Duration::from_millis(args.disk_stall_timeout_ms),
+        ));
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     // Replication first: peers must be able to reach us while we sync.
@@ -166,7 +172,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     // Stop on a signal, or when a peer says this replica has been retired
     // from the cluster (it must not serve writes nobody else will see) or
     // shows that its data was rolled back (`crate::origin::rolled_back`), or
-    // when the store refused a commit (a full or failing disk): from then on
+    // when the store refused a commit (a full or failing disk) or the disk
+    // hangs (`crate::disk_watchdog`): from then on
     // the replica could take no write and store no relay, and its readers
     // would fall behind unawares, so it stops and its clients fail over.
     let stopper = tokio::spawn({
@@ -176,8 +183,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             let why = tokio::select! {
                 _ = wait_for_signal() => None,
                 why = cluster.wait_halted() => Some(why),
-                why = writer.failed() => Some(format!(
-                    "the store refused a write ({why}): this replica can take no more writes; \
+                failure = writer.failed() => Some(format!(
+                    "{failure}: this replica can take no more writes; \
                      fix the disk and restart it (it catches up from its peers)"
                 )),
             };

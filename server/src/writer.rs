@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::ReadCache;
+use crate::disk_watchdog::BatchClock;
 use crate::entry::{Entry, Erasure};
 use crate::events::EventHub;
 use crate::hlc::{Hlc, wall_clock_ms};
@@ -75,6 +76,20 @@ pub enum WriteError {
     Gap { origin: u32, held: u64, got: u64 },
     #[error("this replica cannot write: {0}")]
     Unavailable(String),
+}
+
+/// Why the writer stopped committing: from then on it refuses every job, and
+/// the replica stops (`crate::server`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// A commit failed: the disk is full, or an I/O error. fjall refuses
+    /// every write after one (it cannot know what reached the disk).
+    #[error("the store refused a write ({0})")]
+    Refused(String),
+    /// A batch has not finished in this long: the disk hangs
+    /// (`crate::disk_watchdog`).
+    #[error("a write to the disk has not finished in {} ms: the disk hangs", .0.as_millis())]
+    Hung(std::time::Duration),
 }
 
 impl From<StorageError> for WriteError {
@@ -130,7 +145,10 @@ pub struct Writer {
     tx: mpsc::Sender<Job>,
     cutoffs: Arc<Mutex<Cutoffs>>,
     origin: u32,
-    failure: watch::Receiver<Option<String>>,
+    failure: watch::Receiver<Option<Failure>>,
+    /// Shared with the writer thread, so the watchdog can fail it too.
+    fail: Arc<watch::Sender<Option<Failure>>>,
+    clock: Arc<BatchClock>,
 }
 
 impl Writer {
@@ -147,6 +165,8 @@ impl Writer {
         let shared = Arc::new(Mutex::new(cutoffs.clone()));
         let (tx, rx) = mpsc::channel(QUEUE);
         let (failure_tx, failure) = watch::channel(None);
+        let fail = Arc::new(failure_tx);
+        let clock = Arc::new(BatchClock::default());
         let thread = WriterThread {
             store,
             origin,
@@ -155,7 +175,8 @@ impl Writer {
             hlc,
             cutoffs,
             shared: shared.clone(),
-            failure: failure_tx,
+            failure: fail.clone(),
+            clock: clock.clone(),
             closed: false,
         };
         std::thread::Builder::new()
@@ -167,6 +188,8 @@ impl Writer {
             cutoffs: shared,
             origin,
             failure,
+            fail,
+            clock,
         })
     }
 
@@ -214,11 +237,12 @@ impl Writer {
         rx.await.unwrap_or(false)
     }
 
-    /// Resolves, with the reason, once a commit has failed. From then on the
-    /// writer refuses every job (fjall refuses further writes after an I/O
-    /// error), so the replica can neither take writes nor store relays: it
-    /// should stop rather than serve reads that fall further behind.
-    pub async fn failed(&self) -> String {
+    /// Resolves, with the reason, once a commit has failed or the disk hangs.
+    /// From then on the writer refuses every job (fjall refuses further
+    /// writes after an I/O error), so the replica can neither take writes
+    /// nor store relays: it should stop rather than serve reads that fall
+    /// further behind.
+    pub async fn failed(&self) -> Failure {
         let mut rx = self.failure.clone();
         let why = rx
             .wait_for(|f| f.is_some())
@@ -238,6 +262,19 @@ impl Writer {
         self.failure.borrow().is_some()
     }
 
+    /// Records a failure found outside the writer thread (the disk hangs:
+    /// `crate::disk_watchdog`), unless one is recorded already. Jobs are
+    /// refused from now on, by this handle at once and by the thread if it
+    /// ever gets to them.
+    pub fn declare_failed(&self, failure: Failure) {
+        declare(&self.fail, failure);
+    }
+
+    /// When the writer's running batch started (`crate::disk_watchdog`).
+    pub fn clock(&self) -> &BatchClock {
+        &self.clock
+    }
+
     /// The origin local commands are logged under.
     pub fn origin(&self) -> u32 {
         self.origin
@@ -252,8 +289,24 @@ impl Writer {
     }
 
     async fn send(&self, job: Job) -> Result<(), WriteError> {
+        // A writer stuck in a hung disk would never take the job.
+        if let Some(failure) = self.failure.borrow().clone() {
+            return Err(WriteError::Unavailable(failure.to_string()));
+        }
         self.tx.send(job).await.map_err(|_| stopped())
     }
+}
+
+/// Records `failure` unless one is recorded already: the first is the cause.
+fn declare(fail: &watch::Sender<Option<Failure>>, failure: Failure) {
+    fail.send_if_modified(|f| {
+        if f.is_some() {
+            return false;
+        }
+        tracing::error!(%failure, "refusing further writes");
+        *f = Some(failure);
+        true
+    });
 }
 
 fn stopped() -> WriteError {
@@ -270,8 +323,10 @@ struct WriterThread {
     shared: Arc<Mutex<Cutoffs>>,
     /// Set once a commit failed, with why: fjall refuses further writes
     /// after an I/O error, and so do we, rather than guess what reached the
-    /// disk. Watched by `Writer::failed`.
-    failure: watch::Sender<Option<String>>,
+    /// disk. Watched by `Writer::failed`; also set by the disk watchdog.
+    failure: Arc<watch::Sender<Option<Failure>>>,
+    /// Marks each batch's start and end for the disk watchdog.
+    clock: Arc<BatchClock>,
     /// Set by [`Job::Close`]: local commands are refused from then on.
     closed: bool,
 }
@@ -298,14 +353,16 @@ impl WriterThread {
                     Err(_) => break,
                 }
             }
+            self.clock.start();
             self.batch(jobs, &cache);
+            self.clock.end();
         }
         tracing::debug!("writer stopped");
     }
 
     fn batch(&mut self, jobs: Vec<Job>, cache: &ReadCache) {
-        if let Some(why) = self.failure.borrow().clone() {
-            let err = WriteError::Unavailable(why);
+        if let Some(failure) = self.failure.borrow().clone() {
+            let err = WriteError::Unavailable(failure.to_string());
             for job in jobs {
                 match job {
                     Job::Local { reply, .. } => drop(reply.send(Err(err.clone()))),
@@ -437,9 +494,8 @@ impl WriterThread {
         }
         if let Err(e) = committed {
             let why = e.to_string();
-            tracing::error!(error = %why, "commit failed; refusing further writes");
             cache.clear();
-            self.failure.send_replace(Some(why.clone()));
+            declare(&self.failure, Failure::Refused(why.clone()));
             (self.cutoffs, self.hlc) = before;
             if let Some(mine) = mine {
                 mine.fail(why.clone());

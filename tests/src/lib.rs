@@ -19,6 +19,7 @@ use tonic::{Request, Status};
 
 pub use chat_server;
 pub mod browser;
+pub mod disk_stall;
 pub mod netlab;
 
 pub use chat_shared;
@@ -118,6 +119,8 @@ pub struct Replica {
     /// PEM certificate to trust when the replica serves TLS (its
     /// `--tls-cert` is in `extra_args`).
     pub tls_ca: Option<Vec<u8>>,
+    /// Environment variables added to the process's.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -135,6 +138,7 @@ impl Replica {
             log_level: "info,chat_server=debug".into(),
             netns: None,
             tls_ca: None,
+            env: Vec::new(),
             child: None,
         }
     }
@@ -169,6 +173,7 @@ impl Replica {
             .args(&self.extra_args)
             .env("CHAT_CLUSTER_SECRET", SECRET)
             .env_remove("CHAT_CLUSTER_SECRET_FILE")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);

@@ -270,18 +270,9 @@ async fn disk_fills(how: DiskFull) {
     // unmount lets a still-running replica keep its open files until the
     // cluster kills it.
     let disk = SmallDisk::mount(&cluster.replicas[0].data_dir, 64);
-    for r in &mut cluster.replicas {
-        r.spawn();
-    }
-    for r in &mut cluster.replicas {
-        r.wait_ready(Duration::from_secs(30)).await;
-    }
-    cluster.converge(Duration::from_secs(30)).await;
-
+    let (ann, bob) = start_with_ann_and_bob(&mut cluster).await;
     let mut c1 = cluster.r(1).client().await;
     let mut c2 = cluster.r(2).client().await;
-    let ann = register(&mut c2, "ann", "some-password").await;
-    let bob = register(&mut c2, "bob", "some-password").await;
     let ann_id = ann.account.as_ref().unwrap().id.clone();
     let bob_id = bob.account.as_ref().unwrap().id.clone();
     // Long bodies (4 000 bytes: the limit is 4 096) fill a memtable sooner.
@@ -359,23 +350,7 @@ async fn disk_fills(how: DiskFull) {
         "the first refusal should say why: {reasons:?}"
     );
     // Replica 1 stops by itself, saying why.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let code = loop {
-        if let Some(code) = cluster.r(1).exit_code() {
-            break code;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "replica 1 still running with a full disk:\n{}",
-            cluster.r(1).log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    // The whole log: the reason may be followed by many lines (calls and
-    // introductions failing while the replica stops).
-    let log = std::fs::read_to_string(&cluster.r(1).log_path).unwrap();
-    let tail = cluster.r(1).log_tail();
-    assert_ne!(code, 0, "{tail}");
+    let (log, tail) = stops_by_itself(&mut cluster, 1, "a full disk").await;
     assert!(
         log.contains(&format!(
             "the store refused a write (storage I/O failed: {expected}"
@@ -421,4 +396,150 @@ async fn disk_fills(how: DiskFull) {
     // ordinary one again, which the cluster's TestDir can remove.
     drop(disk);
     drop(cluster);
+}
+
+/// A disk that hangs -- an fdatasync that never returns -- rather than
+/// failing. The replica's writer blocks in it for good; its peers write it
+/// off at their relay deadline, but only the disk watchdog stops the
+/// replica itself, once a batch has run for `--disk-stall-timeout-ms`, so
+/// that its clients fail over instead of reading a state that receives no
+/// more writes. The send caught in the hang is retried on another replica
+/// with its request id (one message), and the replica, restarted on a disk
+/// that answers again, catches up.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_disk_hangs_stops_and_loses_nothing() {
+    let mut cluster = TestCluster::new("disk-hangs", 3);
+    let stall = disk_stall::DiskStall::build(cluster.dir.path());
+    stall.attach(cluster.r(1));
+    cluster
+        .r(1)
+        .extra_args
+        .extend(["--disk-stall-timeout-ms".into(), "2000".into()]);
+    let (ann, bob) = start_with_ann_and_bob(&mut cluster).await;
+    let mut c1 = cluster.r(1).client().await;
+    let mut c2 = cluster.r(2).client().await;
+    let ann_id = ann.account.as_ref().unwrap().id.clone();
+    let bob_id = bob.account.as_ref().unwrap().id.clone();
+    let send = |n: usize, request_id: Vec<u8>| proto::SendMessageRequest {
+        request_id,
+        recipient_id: bob_id.clone(),
+        body: format!("message {n}"),
+    };
+    let mut acked = Vec::new();
+    for n in 0..3 {
+        let m = c1
+            .send_message(authed(&ann.token, send(n, rid())))
+            .await
+            .expect("send before the disk hangs");
+        acked.push(m.into_inner().message.unwrap().id);
+    }
+
+    stall.hang();
+    let hung_at = std::time::Instant::now();
+    let request_id = rid();
+    let caught = tokio::time::timeout(
+        Duration::from_secs(30),
+        c1.send_message(authed(&ann.token, send(3, request_id.clone()))),
+    )
+    .await
+    .expect("a send caught in the hang ends when its replica stops");
+    assert!(
+        caught.is_err(),
+        "a send was answered while its replica's disk hung: {caught:?}"
+    );
+    // Replica 1 stops by itself, saying why.
+    let (log, tail) = stops_by_itself(&mut cluster, 1, "a hung disk").await;
+    eprintln!(
+        "replica 1 stopped {:?} after its disk hung",
+        hung_at.elapsed()
+    );
+    assert!(
+        log.contains("a write to the disk is taking long"),
+        "a warning before the limit: {tail}"
+    );
+    assert!(
+        log.contains(
+            "a write to the disk has not finished in 2000 ms: the disk hangs: \
+             this replica can take no more writes"
+        ),
+        "{tail}"
+    );
+
+    // The caught send, retried elsewhere with its request id; the others
+    // carry on without replica 1.
+    let m = c2
+        .send_message(authed(&ann.token, send(3, request_id)))
+        .await
+        .expect("the retry on a healthy replica");
+    acked.push(m.into_inner().message.unwrap().id);
+    for n in 4..6 {
+        let m = c2
+            .send_message(authed(&ann.token, send(n, rid())))
+            .await
+            .expect("send while replica 1 is down");
+        acked.push(m.into_inner().message.unwrap().id);
+    }
+    let mut c3 = cluster.r(3).client().await;
+    let history = full_history(&mut c3, &bob.token, &ann_id, 100)
+        .await
+        .unwrap();
+    // Newest first.
+    let ids: Vec<String> = history.iter().rev().map(|m| m.id.clone()).collect();
+    assert_eq!(ids, acked, "one message per send, the retry merged");
+
+    // With the disk answering again it starts, catches up, and has every
+    // message.
+    stall.release();
+    cluster.r(1).start().await;
+    cluster.converge(Duration::from_secs(30)).await;
+    let mut c1 = cluster.r(1).client().await;
+    let history = full_history(&mut c1, &bob.token, &ann_id, 100)
+        .await
+        .unwrap();
+    let ids: Vec<String> = history.iter().rev().map(|m| m.id.clone()).collect();
+    assert_eq!(ids, acked);
+}
+
+/// Starts the (configured) replicas of `cluster`, waits until they see each
+/// other, and registers ann and bob through replica 2.
+#[cfg(target_os = "linux")]
+async fn start_with_ann_and_bob(
+    cluster: &mut TestCluster,
+) -> (proto::AuthResponse, proto::AuthResponse) {
+    for r in &mut cluster.replicas {
+        r.spawn();
+    }
+    for r in &mut cluster.replicas {
+        r.wait_ready(Duration::from_secs(30)).await;
+    }
+    cluster.converge(Duration::from_secs(30)).await;
+    let mut c2 = cluster.r(2).client().await;
+    let ann = register(&mut c2, "ann", "some-password").await;
+    let bob = register(&mut c2, "bob", "some-password").await;
+    (ann, bob)
+}
+
+/// Waits (up to 30 s) for replica `id` to exit by itself with a failure
+/// status, as it must with `trouble`; returns its whole log -- the reason
+/// may be followed by many lines (calls and introductions failing while it
+/// stops) -- and the log's tail, for messages.
+#[cfg(target_os = "linux")]
+async fn stops_by_itself(cluster: &mut TestCluster, id: u32, trouble: &str) -> (String, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(code) = cluster.r(id).exit_code() {
+            break code;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica {id} still running with {trouble}:\n{}",
+            cluster.r(id).log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = std::fs::read_to_string(&cluster.r(id).log_path).unwrap();
+    let tail = cluster.r(id).log_tail();
+    assert_ne!(code, 0, "{tail}");
+    (log, tail)
 }
