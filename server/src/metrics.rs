@@ -182,6 +182,7 @@ struct Exporter {
     subscriptions: Gauge,
     peer_up: Family<PeerLabels, Gauge>,
     peer_silence: Family<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    batch_running: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// One scrape at a time: each rewrites the peer gauges.
     rendering: Mutex<()>,
 }
@@ -247,6 +248,7 @@ impl Exporter {
             subscriptions: Gauge::default(),
             peer_up: Family::default(),
             peer_silence: Family::default(),
+            batch_running: Gauge::default(),
             rendering: Mutex::new(()),
         };
         e.registry.register(
@@ -258,6 +260,12 @@ impl Exporter {
             "log_entries",
             "Log entries held, all origins together",
             e.log_entries.clone(),
+        );
+        e.registry.register_with_unit(
+            "writer_batch_running",
+            "How long the writer's current batch (checks, journal append, fdatasync) has been running; 0 when idle. A finished commit shows in commit_duration, a hung one only here",
+            Unit::Seconds,
+            e.batch_running.clone(),
         );
         e.registry.register(
             "live_subscriptions",
@@ -289,6 +297,8 @@ impl Exporter {
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
         self.subscriptions
             .set(i64::try_from(self.events.subscribers()).unwrap_or(i64::MAX));
+        let running = cluster.writer.clock().running_for().unwrap_or_default();
+        self.batch_running.set(running.as_secs_f64());
         // Retired peers leave the family; the rest are rewritten.
         self.peer_up.clear();
         self.peer_silence.clear();

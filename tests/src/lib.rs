@@ -87,6 +87,21 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String
     )
 }
 
+/// A replica's Prometheus metrics (`--metrics-addr`), as text.
+pub async fn scrape(addr: SocketAddr) -> String {
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    body
+}
+
+/// One unlabelled series' value in scraped metrics.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let value = l.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split(' ').next()?.parse().ok()
+    })
+}
+
 /// Fresh random request id.
 pub fn rid() -> Vec<u8> {
     rand::random::<[u8; 16]>().to_vec()

@@ -412,10 +412,13 @@ async fn a_replica_whose_disk_hangs_stops_and_loses_nothing() {
     let mut cluster = TestCluster::new("disk-hangs", 3);
     let stall = disk_stall::DiskStall::build(cluster.dir.path());
     stall.attach(cluster.r(1));
-    cluster
-        .r(1)
-        .extra_args
-        .extend(["--disk-stall-timeout-ms".into(), "2000".into()]);
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    cluster.r(1).extra_args.extend([
+        "--disk-stall-timeout-ms".into(),
+        "3000".into(),
+        "--metrics-addr".into(),
+        metrics.to_string(),
+    ]);
     let (ann, bob) = start_with_ann_and_bob(&mut cluster).await;
     let mut c1 = cluster.r(1).client().await;
     let mut c2 = cluster.r(2).client().await;
@@ -438,12 +441,28 @@ async fn a_replica_whose_disk_hangs_stops_and_loses_nothing() {
     stall.hang();
     let hung_at = std::time::Instant::now();
     let request_id = rid();
-    let caught = tokio::time::timeout(
-        Duration::from_secs(30),
-        c1.send_message(authed(&ann.token, send(3, request_id.clone()))),
-    )
-    .await
-    .expect("a send caught in the hang ends when its replica stops");
+    let caught = tokio::spawn({
+        let mut c1 = c1.clone();
+        let request = authed(&ann.token, send(3, request_id.clone()));
+        async move { tokio::time::timeout(Duration::from_secs(30), c1.send_message(request)).await }
+    });
+    // A hung commit never shows in the commit durations; the running
+    // batch's gauge shows it, until the replica stops.
+    loop {
+        let running = metric(&scrape(metrics).await, "chat_writer_batch_running_seconds");
+        if running.is_some_and(|s| s >= 0.5) {
+            break;
+        }
+        assert!(
+            hung_at.elapsed() < Duration::from_millis(2500),
+            "the hung batch is not in the metrics: {running:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let caught = caught
+        .await
+        .unwrap()
+        .expect("a send caught in the hang ends when its replica stops");
     assert!(
         caught.is_err(),
         "a send was answered while its replica's disk hung: {caught:?}"
@@ -460,7 +479,7 @@ async fn a_replica_whose_disk_hangs_stops_and_loses_nothing() {
     );
     assert!(
         log.contains(
-            "a write to the disk has not finished in 2000 ms: the disk hangs: \
+            "a write to the disk has not finished in 3000 ms: the disk hangs: \
              this replica can take no more writes"
         ),
         "{tail}"

@@ -1081,19 +1081,6 @@ async fn the_status_command_shows_identity_log_format_and_peers() {
 
 /// The value of one series (`name{labels}` exactly as exposed) in a
 /// Prometheus text exposition.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let value = l.strip_prefix(series)?.strip_prefix(' ')?;
-        value.split(' ').next()?.parse().ok()
-    })
-}
-
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let (status, body) = http_get(addr, "/metrics").await;
-    assert!(status.contains("200"), "{status}");
-    body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_calls_and_commits_and_show_live_peers() {
     let mut cluster = TestCluster::new("repl-metrics", 2);
