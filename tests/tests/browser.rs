@@ -380,12 +380,26 @@ async fn accounts_errors_unread_count_paging_and_deletion() {
     let newest = format!("Message number {HISTORY}.");
     wait_count_text(&carol, "li.msg .body", &newest, 1).await;
     assert_eq!(carol.count("li.msg").await, 30);
+    // The day is said once, above the first message of the day loaded.
+    assert_eq!(carol.count_text("li.day", "Today").await, 1);
+    assert_eq!(carol.count("li.day").await, 1);
     // Only what was shown is read.
     let older = (HISTORY - 30).to_string();
     carol.wait_text("#unread-total", &older).await;
     carol.click("#load-older").await;
     wait_count_text(&carol, "li.msg .body", "Message number 1.", 1).await;
     assert_eq!(carol.count("li.msg").await, HISTORY);
+    // Loading older messages of the same day moves the day's separator up
+    // to the first of them.
+    assert_eq!(carol.count("li.day").await, 1);
+    let first = carol
+        .js(
+            "const t = document.querySelector('.thread');
+             return [t.children[0].className, t.children[1].querySelector('.body').textContent];",
+            vec![],
+        )
+        .await;
+    assert_eq!(first, json!(["day", "Message number 1."]));
     carol.wait_text("#unread-total", "0").await;
     carol.wait_gone("#load-older").await;
     carol.screenshot("11-history").await;

@@ -2,12 +2,16 @@
 //! (CSR), talking gRPC-web to the replicas through the shared client core.
 //!
 //! `app` holds the state and the actions, `ui` the screens, `net` the
-//! browser's transport, timer, liveness probe and session storage. Built
+//! browser's transport, timer, liveness probe and session storage, `days`
+//! the day separators of a conversation. Built
 //! with trunk from `index.html` at the repository root; natively this crate
 //! compiles to nothing, so workspace-wide native builds stay fast.
 
 #[cfg(target_arch = "wasm32")]
 mod app;
+// Pure, so also built (and tested) natively.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod days;
 #[cfg(target_arch = "wasm32")]
 mod net;
 #[cfg(target_arch = "wasm32")]

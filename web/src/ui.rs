@@ -20,6 +20,7 @@ use leptos::task::spawn_local;
 use wasm_bindgen::JsValue;
 
 use crate::app::{ACCOUNTS_PAGE, App, Dialog, Notice, Tab, sentence};
+use crate::days::{self, Day};
 use crate::net;
 
 /// The page's title, as in `index.html`.
@@ -693,7 +694,26 @@ fn ConversationView() -> impl IntoView {
                         let checked_id = id.clone();
                         let is_selected = Signal::derive(move || selected.with(|s| s.contains(&checked_id)));
                         let status = if !mine { "" } else if m.read { "Read" } else { "Sent" };
+                        // The first message of a day (of those loaded) says
+                        // which day it is; loading older ones moves that up.
+                        let sent = m.sent_at_ms;
+                        let day = Day::of(sent);
+                        let first_id = id.clone();
+                        let starts_day = Memo::new(move |_| {
+                            app.messages.with(|ms| {
+                                let at = ms.iter().position(|x| x.id == first_id);
+                                at.is_some_and(|i| i == 0 || Day::of(ms[i - 1].sent_at_ms) != day)
+                            })
+                        });
                         view! {
+                            <Show when=move || starts_day.get()>
+                                <li class="day" role="separator">
+                                    {move || {
+                                        let (today, yesterday) = Day::today();
+                                        days::label(day, today, yesterday)
+                                    }}
+                                </li>
+                            </Show>
                             <li class="msg" class:mine=mine class:selected=is_selected data-id=id>
                                 <Show when=move || selecting.get()>
                                     <input
@@ -719,7 +739,7 @@ fn ConversationView() -> impl IntoView {
                                 <div class="bubble">
                                     <p class="body">{m.body.clone()}</p>
                                     <span class="meta">
-                                        <time>{clock(m.sent_at_ms)}</time>
+                                        <time title=full_date(sent)>{time_of_day(sent)}</time>
                                         {(!status.is_empty()).then(|| view! { <span class="status">{status}</span> })}
                                     </span>
                                 </div>
@@ -1094,6 +1114,18 @@ fn capitalize(text: &str) -> String {
         .unwrap_or_default()
 }
 
+/// "14:05", in the browser's time zone.
+fn time_of_day(ms: i64) -> String {
+    let at = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+    format!("{:02}:{:02}", at.get_hours(), at.get_minutes())
+}
+
+/// The date and time in the browser's own format, for a tooltip.
+fn full_date(ms: i64) -> String {
+    let at = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+    String::from(at.to_locale_string("default", &JsValue::UNDEFINED))
+}
+
 /// "14:05" today, "3 Mar 14:05" before.
 fn clock(ms: i64) -> String {
     if ms <= 0 {
@@ -1104,7 +1136,7 @@ fn clock(ms: i64) -> String {
     ];
     let at = js_sys::Date::new(&JsValue::from_f64(ms as f64));
     let now = js_sys::Date::new_0();
-    let time = format!("{:02}:{:02}", at.get_hours(), at.get_minutes());
+    let time = time_of_day(ms);
     if at.to_date_string() == now.to_date_string() {
         time
     } else {
