@@ -8,11 +8,14 @@
 //! * [`validate`]: the input rules built on those limits, so a client can
 //!   reject bad input before sending it and the server enforces the very
 //!   same rules;
-//! * [`wildcard`]: the account-search pattern matcher.
+//! * [`wildcard`]: the account-search pattern matcher;
+//! * [`conversation`]: a conversation's order, for clients that merge pages
+//!   and live events.
 
 #[cfg(feature = "client")]
 pub mod client;
 pub mod codec;
+pub mod conversation;
 pub mod limits;
 pub mod validate;
 pub mod wildcard;

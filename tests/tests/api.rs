@@ -413,8 +413,19 @@ async fn paging_never_skips_or_repeats() {
             .into_inner()
             .message
             .unwrap();
-        sent.push(m.id);
+        sent.push((m.order, m.id));
     }
+    // `order` says the server's order, also of sends within one millisecond
+    // (which these are, often): a client sorting by it agrees.
+    assert!(
+        sent.windows(2).all(|w| w[0].0 < w[1].0),
+        "order increases with every send: {:?}",
+        sent.iter().map(|(o, _)| o).collect::<Vec<_>>()
+    );
+    let ms = chat_server::hlc::to_millis;
+    let same_ms = sent.windows(2).filter(|w| ms(w[0].0) == ms(w[1].0)).count();
+    eprintln!("{same_ms} of 249 consecutive sends shared a millisecond");
+    let mut sent: Vec<String> = sent.into_iter().map(|(_, id)| id).collect();
     sent.reverse();
     for size in [1, 7, 50, HISTORY_PAGE_MAX] {
         let mut got = Vec::new();

@@ -400,6 +400,17 @@ async fn accounts_errors_unread_count_paging_and_deletion() {
         )
         .await;
     assert_eq!(first, json!(["day", "Message number 1."]));
+    // In the order they were sent, also those sent within one millisecond.
+    let bodies = carol
+        .js(
+            "return [...document.querySelectorAll('.thread li.msg .body')].map(e => e.textContent);",
+            vec![],
+        )
+        .await;
+    let sent: Vec<String> = (1..=HISTORY)
+        .map(|n| format!("Message number {n}."))
+        .collect();
+    assert_eq!(bodies, json!(sent));
     carol.wait_text("#unread-total", "0").await;
     carol.wait_gone("#load-older").await;
     carol.screenshot("11-history").await;

@@ -533,17 +533,10 @@ impl App {
     }
 }
 
-/// Inserts or replaces a message, keeping the list in (time, id) order --
-/// the server's order, identical on every replica.
+/// Inserts or replaces a message, keeping the list in the server's order
+/// (`chat_shared::conversation`).
 fn upsert(messages: RwSignal<Vec<proto::Message>>, message: proto::Message) {
-    messages.update(|ms| {
-        if let Some(existing) = ms.iter_mut().find(|m| m.id == message.id) {
-            *existing = message;
-            return;
-        }
-        let at = ms.partition_point(|m| (m.sent_at_ms, &m.id) < (message.sent_at_ms, &message.id));
-        ms.insert(at, message);
-    });
+    messages.update(|ms| chat_shared::conversation::upsert(ms, message));
 }
 
 /// "wrong username or password" → "Wrong username or password."

@@ -252,6 +252,7 @@ pub(crate) fn message_proto(
         body: rec.body.clone(),
         sent_at_ms: hlc::to_millis(rec.stamp.hlc),
         read: rec.read,
+        order: rec.stamp.hlc,
     }
 }
 
