@@ -129,8 +129,10 @@ pub struct ServeArgs {
     /// How long one write to the disk (a group commit) may take before the
     /// disk is deemed hung and the replica stops, in milliseconds, so that
     /// its clients fail over instead of reading a state that no longer
-    /// receives writes; 0 never stops. Half of it logs a warning.
-    #[arg(long, env = "CHAT_DISK_STALL_TIMEOUT_MS", default_value_t = 20_000)]
+    /// receives writes; 0 never stops. Half of it logs a warning. At least
+    /// 1000 (disks stall for most of a second now and then).
+    #[arg(long, env = "CHAT_DISK_STALL_TIMEOUT_MS", default_value_t = 20_000,
+          value_parser = disk_stall_timeout)]
     pub disk_stall_timeout_ms: u64,
 
     /// Interval between heartbeats to each peer, in milliseconds.
@@ -212,6 +214,16 @@ pub struct AdminArgs {
     pub tls_ca: Option<PathBuf>,
 }
 
+/// `--disk-stall-timeout-ms`: 0 (off), or long enough that an ordinary slow
+/// fdatasync does not stop the replica.
+fn disk_stall_timeout(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(ms) if ms == 0 || ms >= 1000 => Ok(ms),
+        Ok(_) => Err("must be 0 (never stop) or at least 1000 ms".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +255,21 @@ mod tests {
             Cli::try_parse_from(["chat-server", "retire"]).is_err(),
             "--id is required"
         );
+    }
+
+    #[test]
+    fn the_disk_stall_timeout_is_off_or_at_least_a_second() {
+        let parse = |v: &str| {
+            Cli::try_parse_from(["chat-server", "--disk-stall-timeout-ms", v])
+                .map(|c| c.serve.disk_stall_timeout_ms)
+        };
+        assert_eq!(parse("0").unwrap(), 0);
+        assert_eq!(parse("1000").unwrap(), 1000);
+        let short = parse("999").unwrap_err().to_string();
+        assert!(short.contains("at least 1000 ms"), "{short}");
+        assert!(parse("soon").is_err());
+        let default = Cli::try_parse_from(["chat-server"]).unwrap();
+        assert_eq!(default.serve.disk_stall_timeout_ms, 20_000);
     }
 
     impl Cli {

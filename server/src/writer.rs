@@ -145,9 +145,8 @@ pub struct Writer {
     tx: mpsc::Sender<Job>,
     cutoffs: Arc<Mutex<Cutoffs>>,
     origin: u32,
-    failure: watch::Receiver<Option<Failure>>,
     /// Shared with the writer thread, so the watchdog can fail it too.
-    fail: Arc<watch::Sender<Option<Failure>>>,
+    failure: Arc<watch::Sender<Option<Failure>>>,
     clock: Arc<BatchClock>,
 }
 
@@ -164,8 +163,7 @@ impl Writer {
         let hlc = Hlc::new(store.max_hlc()?);
         let shared = Arc::new(Mutex::new(cutoffs.clone()));
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (failure_tx, failure) = watch::channel(None);
-        let fail = Arc::new(failure_tx);
+        let failure = Arc::new(watch::Sender::new(None));
         let clock = Arc::new(BatchClock::default());
         let thread = WriterThread {
             store,
@@ -175,7 +173,7 @@ impl Writer {
             hlc,
             cutoffs,
             shared: shared.clone(),
-            failure: fail.clone(),
+            failure: failure.clone(),
             clock: clock.clone(),
             closed: false,
         };
@@ -188,7 +186,6 @@ impl Writer {
             cutoffs: shared,
             origin,
             failure,
-            fail,
             clock,
         })
     }
@@ -243,7 +240,7 @@ impl Writer {
     /// nor store relays: it should stop rather than serve reads that fall
     /// further behind.
     pub async fn failed(&self) -> Failure {
-        let mut rx = self.failure.clone();
+        let mut rx = self.failure.subscribe();
         let why = rx
             .wait_for(|f| f.is_some())
             .await
@@ -267,7 +264,7 @@ impl Writer {
     /// refused from now on, by this handle at once and by the thread if it
     /// ever gets to them.
     pub fn declare_failed(&self, failure: Failure) {
-        declare(&self.fail, failure);
+        declare(&self.failure, failure);
     }
 
     /// When the writer's running batch started (`crate::disk_watchdog`).
