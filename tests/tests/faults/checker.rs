@@ -4,7 +4,9 @@
 //!
 //! 1. every acknowledged send is present, exactly once;
 //! 2. no message whose deletion was acknowledged is present; no account
-//!    whose deletion was acknowledged is back;
+//!    whose deletion was acknowledged is back; a live account opens with the
+//!    password in force, the same on every replica, and not with one an
+//!    acknowledged change replaced, whose sessions stay ended;
 //! 3. a send that failed or whose outcome is unknown is present on all
 //!    replicas or on none (and at most once);
 //! 4. all replicas hold the same state (equal digests, equal views);
@@ -16,9 +18,9 @@
 //!
 //! Then, with the replicas stopped, [`check_logs`] reads every replica's log
 //! from disk: 6. no message whose deletion was acknowledged, and no account
-//! deleted in the log, keeps its content there (body, password hash); at
-//! most one full copy of any message or creation remains (retries are
-//! superseded); and [`check_replay`]: 7. every replica's state is what
+//! deleted in the log, keeps its content there (body, password hash); a
+//! live account keeps exactly one password hash; at most one full copy of
+//! any message or creation remains (retries are superseded); and [`check_replay`]: 7. every replica's state is what
 //! replaying its own log gives (`chat-server verify`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -188,6 +190,8 @@ pub fn check_logs(data_dirs: &[std::path::PathBuf], history: &[Record], anomalie
             .collect();
         let mut sends: HashMap<MessageId, usize> = HashMap::new();
         let mut creations: HashMap<_, usize> = HashMap::new();
+        let mut hashes: HashMap<_, usize> = HashMap::new();
+        let mut changes = 0usize;
         for e in &log {
             match &e.op {
                 Logged::SendMessage { message, .. } => {
@@ -199,7 +203,11 @@ pub fn check_logs(data_dirs: &[std::path::PathBuf], history: &[Record], anomalie
                     }
                     *sends.entry(*message).or_default() += 1;
                 }
-                Logged::CreateAccount { account, .. } => {
+                Logged::CreateAccount {
+                    account,
+                    password_hash,
+                    ..
+                } => {
                     if deleted_accounts.contains(account) {
                         anomalies.add(format!(
                             "replica {r}: the log still holds the password hash of deleted account {account} ({}:{})",
@@ -207,8 +215,31 @@ pub fn check_logs(data_dirs: &[std::path::PathBuf], history: &[Record], anomalie
                         ));
                     }
                     *creations.entry(*account).or_default() += 1;
+                    if !password_hash.is_empty() {
+                        *hashes.entry(*account).or_default() += 1;
+                    }
+                }
+                Logged::ChangePassword { account, .. } => {
+                    changes += 1;
+                    if deleted_accounts.contains(account) {
+                        anomalies.add(format!(
+                            "replica {r}: the log still holds a password hash of deleted account {account}, from a change ({}:{})",
+                            e.origin, e.seq
+                        ));
+                    }
+                    *hashes.entry(*account).or_default() += 1;
                 }
                 _ => {}
+            }
+        }
+        // A live account's log keeps exactly one password hash: the one in
+        // force (replication.md, "Erasure").
+        for account in creations.keys().filter(|a| !deleted_accounts.contains(a)) {
+            let n = hashes.get(account).copied().unwrap_or(0);
+            if n != 1 {
+                anomalies.add(format!(
+                    "replica {r}: the log holds {n} password hashes of live account {account}, not exactly 1"
+                ));
             }
         }
         let copies = sends
@@ -222,7 +253,7 @@ pub fn check_logs(data_dirs: &[std::path::PathBuf], history: &[Record], anomalie
             ));
         }
         eprintln!(
-            "replica {r}: log of {} entries from {origins} origins; {} messages and {} creations in full, {} deleted messages checked",
+            "replica {r}: log of {} entries from {origins} origins; {} messages, {} creations and {changes} password changes in full, {} deleted messages checked",
             log.len(),
             sends.len(),
             creations.len(),
@@ -369,7 +400,8 @@ pub async fn check(
             }
         }
     }
-    // 2. Deleted accounts stay deleted; created ones exist.
+    // 2. Deleted accounts stay deleted; created ones exist, opened by the
+    // password in force.
     let mut spare_ops: HashMap<(usize, &str), Vec<Outcome>> = HashMap::new();
     for rec in history {
         match rec.op {
@@ -380,6 +412,8 @@ pub async fn check(
             _ => {}
         }
     }
+    let passwords = passwords_in_force(spares, history);
+    let mut in_force: HashMap<usize, (usize, String)> = HashMap::new();
     for (i, url) in urls.iter().enumerate() {
         let mut c = client(url).await;
         let token = c
@@ -404,14 +438,15 @@ pub async fn check(
             let created = spare_ops
                 .get(&(k, "create-account"))
                 .is_some_and(|o| o.contains(&Outcome::Ok));
-            let login = c
-                .login(proto::LoginRequest {
+            let login = async |c: &mut ChatClient<Channel>, password: &str| {
+                c.login(proto::LoginRequest {
                     username: spare.username.clone(),
-                    password: spare.password.clone(),
+                    password: password.to_string(),
                 })
-                .await;
+                .await
+            };
             if deleted {
-                match &login {
+                match &login(&mut c, &spare.password).await {
                     Err(s) if s.message().contains("deleted") => {}
                     other => anomalies.add(format!(
                         "replica {}: spare {} was deleted (acknowledged) but login gives {other:?}",
@@ -440,18 +475,124 @@ pub async fn check(
                     }
                 }
             } else if created {
-                match &login {
-                    Ok(_) => {}
-                    Err(s) if maybe_deleted && s.message().contains("deleted") => {}
-                    Err(s) => anomalies.add(format!(
-                        "replica {}: spare {} was created (acknowledged) but cannot log in: {s:?}",
+                let allowed = passwords.get(&k);
+                let candidates = allowed.map_or(std::slice::from_ref(&spare.password), |p| {
+                    p.allowed.as_slice()
+                });
+                // The likeliest first: each wrong one costs a password try.
+                let mut opened = None;
+                let mut last = None;
+                for candidate in candidates.iter().rev() {
+                    match login(&mut c, candidate).await {
+                        Ok(_) => {
+                            opened = Some(candidate.clone());
+                            break;
+                        }
+                        Err(s) => last = Some(s),
+                    }
+                }
+                match (&opened, &last) {
+                    (Some(p), _) => {
+                        if let Some((first, seen)) = in_force.get(&k) {
+                            if seen != p {
+                                anomalies.add(format!(
+                                    "spare {}: replica {} takes password '{seen}', replica {} '{p}'",
+                                    spare.username,
+                                    first,
+                                    i + 1
+                                ));
+                            }
+                        } else {
+                            in_force.insert(k, (i + 1, p.clone()));
+                        }
+                    }
+                    (None, Some(s)) if maybe_deleted && s.message().contains("deleted") => {}
+                    (None, s) => anomalies.add(format!(
+                        "replica {}: spare {} was created (acknowledged) but opens with none of {candidates:?}: {s:?}",
                         i + 1,
                         spare.username
                     )),
                 }
+                if let Some(p) = allowed {
+                    // Passwords an acknowledged change replaced open nothing
+                    // (the three newest: each costs a password try).
+                    for old in p.replaced.iter().take(3) {
+                        if login(&mut c, old).await.is_err() {
+                            continue;
+                        }
+                        anomalies.add(format!(
+                            "replica {}: spare {} still opens with '{old}', replaced by an acknowledged change",
+                            i + 1,
+                            spare.username
+                        ));
+                    }
+                    // Sessions an acknowledged change ended stay ended.
+                    for ended in &p.ended_sessions {
+                        let r = c
+                            .list_unread(authed(ended, proto::ListUnreadRequest { limit: 1 }))
+                            .await;
+                        if !matches!(&r, Err(s) if s.code() == tonic::Code::Unauthenticated) {
+                            anomalies.add(format!(
+                                "replica {}: spare {}: a session ended by an acknowledged password change gives {:?}",
+                                i + 1,
+                                spare.username,
+                                r.map(|_| "a page of unread messages")
+                            ));
+                        }
+                    }
+                }
             }
         }
     }
+}
+
+/// What the history says of one spare account's password.
+#[derive(Debug, Default, PartialEq)]
+pub struct Passwords {
+    /// The passwords that may be in force now: the one the last acknowledged
+    /// change set (or the creation's), and those of later changes that were
+    /// not acknowledged (they may have landed).
+    pub allowed: Vec<String>,
+    /// Passwords in force before the last acknowledged change, newest
+    /// first: that change has a later stamp than every earlier one, so none
+    /// of them may open the account any more.
+    pub replaced: Vec<String>,
+    /// Tokens of sessions acknowledged changes ended.
+    pub ended_sessions: Vec<String>,
+}
+
+/// Each spare's passwords, from its changes in the order its client made
+/// them (one client per spare, one operation at a time).
+pub fn passwords_in_force(spares: &[Account], history: &[Record]) -> HashMap<usize, Passwords> {
+    let mut out: HashMap<usize, Passwords> = HashMap::new();
+    let mut records: Vec<&Record> = history.iter().collect();
+    records.sort_by_key(|r| r.id);
+    for rec in records {
+        let Op::ChangePassword {
+            spare,
+            new_password,
+            old_token,
+        } = &rec.op
+        else {
+            continue;
+        };
+        let p = out.entry(*spare).or_insert_with(|| Passwords {
+            allowed: vec![spares[*spare].password.clone()],
+            ..Default::default()
+        });
+        match &rec.outcome {
+            Outcome::Ok => {
+                let before = std::mem::replace(&mut p.allowed, vec![new_password.clone()]);
+                p.replaced.splice(0..0, before.into_iter().rev());
+                p.ended_sessions.extend(old_token.clone());
+            }
+            // Even a refusal may follow a failed-over attempt that a
+            // replica stored (and relays later): the client reports the
+            // last answer only.
+            Outcome::Failed(_) | Outcome::Unknown => p.allowed.push(new_password.clone()),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -629,6 +770,106 @@ mod tests {
             assert!(all.contains(&needle), "missing {needle:?} in:\n{all}");
         }
         assert_eq!(a.0.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn finds_password_hashes_left_in_a_log() {
+        use chat_tests::chat_server::entry::{Entry, Op as Logged};
+        use chat_tests::chat_server::ids::AccountId;
+        let (ann, bob, carl, dave) = (
+            AccountId([1; 16]),
+            AccountId([2; 16]),
+            AccountId([3; 16]),
+            AccountId([4; 16]),
+        );
+        let mut seq = 0;
+        let mut entry = |op| {
+            seq += 1;
+            Entry {
+                origin: 1,
+                seq,
+                hlc: seq,
+                request_id: [seq as u8; 16],
+                op,
+            }
+        };
+        let create = |account, name: &str, hash: &str| Logged::CreateAccount {
+            account,
+            username: name.into(),
+            password_hash: hash.into(),
+        };
+        let change = |account| Logged::ChangePassword {
+            account,
+            password_hash: "$argon2id$new".into(),
+        };
+        let log = [
+            // ann: the creation's hash replaced, as erasure leaves it: fine.
+            entry(create(ann, "ann", "")),
+            entry(change(ann)),
+            // bob: the replaced creation kept its hash.
+            entry(create(bob, "bob", "$argon2id$old")),
+            entry(change(bob)),
+            // carl: no hash at all.
+            entry(create(carl, "carl", "")),
+            // dave: deleted, a change of his still holding its hash.
+            entry(Logged::ErasedCreateAccount {
+                account: dave,
+                username: "dave".into(),
+            }),
+            entry(change(dave)),
+            entry(Logged::DeleteAccount { account: dave }),
+        ];
+        let dir = data_dir_with(&log);
+        let mut a = Anomalies(Vec::new());
+        check_logs(&[dir.path().to_path_buf()], &[], &mut a);
+        let all = a.0.join("\n");
+        for needle in [
+            format!("holds 2 password hashes of live account {bob}"),
+            format!("holds 0 password hashes of live account {carl}"),
+            format!("a password hash of deleted account {dave}, from a change"),
+        ] {
+            assert!(all.contains(&needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(a.0.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn passwords_in_force_follow_the_last_acknowledged_change() {
+        let spare = Account {
+            username: "spare0x0".into(),
+            password: "p0".into(),
+            id: None,
+        };
+        let change = |id, new: &str, token: &str, outcome| Record {
+            id,
+            client: 0,
+            start: Duration::ZERO,
+            end: Duration::ZERO,
+            op: Op::ChangePassword {
+                spare: 0,
+                new_password: new.into(),
+                old_token: Some(token.into()),
+            },
+            outcome,
+        };
+        let history = [
+            change(0, "p1", "t0", Outcome::Ok),
+            change(1, "p2", "t1", Outcome::Unknown),
+            change(2, "p3", "t1", Outcome::Failed("Unavailable: ...".into())),
+        ];
+        let p = &passwords_in_force(std::slice::from_ref(&spare), &history)[&0];
+        assert_eq!(p.allowed, ["p1", "p2", "p3"]);
+        assert_eq!(p.replaced, ["p0"]);
+        assert_eq!(p.ended_sessions, ["t0"]);
+        let history = [
+            history[0].clone(),
+            history[1].clone(),
+            change(2, "p3", "t1", Outcome::Ok),
+        ];
+        let p = &passwords_in_force(std::slice::from_ref(&spare), &history)[&0];
+        assert_eq!(p.allowed, ["p3"]);
+        assert_eq!(p.replaced, ["p2", "p1", "p0"]);
+        assert_eq!(p.ended_sessions, ["t0", "t1"]);
     }
 
     #[tokio::test]

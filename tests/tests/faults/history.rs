@@ -55,6 +55,13 @@ pub enum Op {
     DeleteAccount {
         spare: usize,
     },
+    /// A spare account's password change, with the session token it was
+    /// made from (which an acknowledged change ends everywhere).
+    ChangePassword {
+        spare: usize,
+        new_password: String,
+        old_token: Option<String>,
+    },
 }
 
 impl Op {
@@ -67,6 +74,7 @@ impl Op {
             Op::Delete { .. } => "delete",
             Op::CreateAccount { .. } => "create-account",
             Op::DeleteAccount { .. } => "delete-account",
+            Op::ChangePassword { .. } => "change-password",
         }
     }
 }

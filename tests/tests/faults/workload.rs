@@ -51,9 +51,14 @@ struct Known {
 }
 
 struct Spare {
+    /// As created (the password it was created with).
     account: Account,
     client: Option<native::NativeClient>,
     deleted: bool,
+    /// The password this client believes in force.
+    password: String,
+    /// Password changes tried so far.
+    changes: usize,
 }
 
 fn outcome<T>(r: &Result<Result<T, CallError>, tokio::time::error::Elapsed>) -> Outcome {
@@ -257,25 +262,68 @@ pub async fn client(
                 history.record(c, start, Op::Delete { account: c, ids }, outcome(&r));
             }
             _ => {
-                // Rarely: create a spare account, or delete one.
+                // Rarely: create a spare account, change a spare's password,
+                // or delete one.
                 let live: Vec<usize> = spares
                     .iter()
                     .enumerate()
                     .filter(|(_, s)| !s.deleted && s.client.is_some())
                     .map(|(i, _)| i)
                     .collect();
-                if !live.is_empty() && rng.random_bool(0.5) {
+                let action = if live.is_empty() {
+                    2
+                } else {
+                    rng.random_range(0..3)
+                };
+                if action == 0 {
                     let i = *live.choose(&mut rng).expect("live spare");
                     let spare = &mut spares[i];
                     let sc = spare.client.as_ref().expect("spare client");
-                    let r = tokio::time::timeout(
-                        OP_DEADLINE,
-                        sc.delete_account(&spare.account.password),
-                    )
-                    .await;
+                    let r =
+                        tokio::time::timeout(OP_DEADLINE, sc.delete_account(&spare.password)).await;
                     spare.deleted = !matches!(r, Ok(Err(_)));
                     let k = spare_index(c, i);
                     history.record(c, start, Op::DeleteAccount { spare: k }, outcome(&r));
+                } else if action == 1 {
+                    let i = *live.choose(&mut rng).expect("live spare");
+                    let spare = &mut spares[i];
+                    spare.changes += 1;
+                    let new_password = format!("{}-v{}", spare.account.password, spare.changes);
+                    let sc = spare.client.as_ref().expect("spare client");
+                    let old_token = sc.session().map(|s| s.token);
+                    let r = tokio::time::timeout(
+                        OP_DEADLINE,
+                        sc.change_password(&spare.password, &new_password),
+                    )
+                    .await;
+                    if matches!(r, Ok(Ok(()))) {
+                        spare.password = new_password.clone();
+                    } else {
+                        // The change may have landed: find out which
+                        // password now opens the account (a session for the
+                        // next operations either way).
+                        for candidate in [new_password.clone(), spare.password.clone()] {
+                            let login = tokio::time::timeout(
+                                OP_DEADLINE,
+                                sc.login(&spare.account.username, &candidate),
+                            )
+                            .await;
+                            if matches!(login, Ok(Ok(_))) {
+                                spare.password = candidate;
+                                break;
+                            }
+                        }
+                    }
+                    history.record(
+                        c,
+                        start,
+                        Op::ChangePassword {
+                            spare: spare_index(c, i),
+                            new_password,
+                            old_token,
+                        },
+                        outcome(&r),
+                    );
                 } else {
                     let i = spares.len();
                     let account = Account {
@@ -293,9 +341,11 @@ pub async fn client(
                     .await;
                     let ok = matches!(r, Ok(Ok(_)));
                     spares.push(Spare {
+                        password: account.password.clone(),
                         account,
                         client: ok.then_some(sc),
                         deleted: false,
+                        changes: 0,
                     });
                     history.record(
                         c,
