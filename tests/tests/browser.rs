@@ -464,6 +464,26 @@ async fn accounts_errors_unread_count_paging_and_deletion() {
     phone
         .wait_text("#auth-error", "Wrong username or password.")
         .await;
+    // Signing out the other devices, keeping the password: the phone (back
+    // in with the new one) is logged out again, this tab carries on.
+    log_in(&phone, "carol", "carol-new-password").await;
+    phone.wait_text("#me-name", "carol").await;
+    carol.click("#change-password").await;
+    carol.click("#sign-out-others").await;
+    carol.wait_text("#password-error", "current password").await;
+    carol.fill("#current-password", "carol-new-password").await;
+    carol.click("#sign-out-others").await;
+    carol
+        .wait_text("#notice", "Your other devices have been signed out.")
+        .await;
+    carol.wait_gone("#password-dialog").await;
+    phone
+        .wait_text("#notice", "another device signed it out")
+        .await;
+    phone.find("#auth-submit").await;
+    phone.screenshot("13b-signed-out-by-another-device").await;
+    log_in(&phone, "carol", "carol-new-password").await;
+    phone.wait_text("#me-name", "carol").await;
     phone.close().await;
     carol.goto(&cluster.r(3).url()).await;
     carol.wait_text("#me-name", "carol").await;

@@ -758,6 +758,96 @@ async fn a_changed_password_ends_old_sessions_everywhere_and_leaves_one_hash_log
     }
 }
 
+/// "Sign out other devices" (a password change to the same password, made
+/// through the client core as the web app makes it): every other session
+/// of the account ends on every replica, the device that asked carries on
+/// -- its live stream too -- and the password still opens the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_signs_out_the_others_and_keeps_its_password() {
+    use chat_tests::chat_shared::client::{Config, native};
+    let mut cluster = TestCluster::start("repl-sign-out-others", 3).await;
+    let urls: Vec<String> = (1..=3).map(|n| cluster.r(n).url()).collect();
+    let laptop = native::client(vec![urls[0].clone()], Config::default());
+    laptop
+        .create_account("ann", "ann-password")
+        .await
+        .expect("create");
+    let bob = native::client(vec![urls[2].clone()], Config::default())
+        .create_account("bob", "bob-password")
+        .await
+        .expect("create bob");
+    let bob_id = bob.account.expect("account").id;
+    let phone = native::client(vec![urls[1].clone()], Config::default());
+    phone
+        .login("ann", "ann-password")
+        .await
+        .expect("phone login");
+    let old_laptop_token = laptop.session().expect("session").token;
+    let phone_token = phone.session().expect("session").token;
+    let mut stream = laptop.subscribe();
+    assert!(matches!(
+        stream.next().await.expect("subscribed").kind,
+        Some(event::Kind::Subscribed(_))
+    ));
+
+    laptop
+        .sign_out_other_devices("ann-password")
+        .await
+        .expect("sign out other devices");
+    assert_ne!(laptop.session().expect("session").token, old_laptop_token);
+
+    for n in 1..=3 {
+        let mut c = cluster.r(n).client().await;
+        for (who, token) in [("phone", &phone_token), ("laptop's old", &old_laptop_token)] {
+            let refused = c
+                .list_conversations(authed(token, proto::ListConversationsRequest::default()))
+                .await;
+            assert!(
+                expect_code(refused, Code::Unauthenticated)
+                    .contains("another device signed it out"),
+                "replica {n}: the {who} session"
+            );
+        }
+        c.login(proto::LoginRequest {
+            username: "ann".into(),
+            password: "ann-password".into(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("replica {n} refuses the kept password: {s:?}"));
+    }
+    let err = phone
+        .list_unread(10)
+        .await
+        .expect_err("the phone is signed out");
+    assert!(err.is_session_ended(), "{err:?}");
+    // The laptop carries on, on another replica too: its live stream,
+    // ended with the old session, re-opens with the new one (starting with
+    // `Subscribed`, not with an error) and delivers what follows.
+    laptop.switch_to(&urls[2]).await.expect("switch");
+    let reopened = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the laptop's stream re-opens")
+        .expect("the laptop's stream goes on after the sign-out");
+    assert!(
+        matches!(reopened.kind, Some(event::Kind::Subscribed(_))),
+        "{reopened:?}"
+    );
+    let sent = laptop
+        .send_message(&bob_id, "still here")
+        .await
+        .expect("the laptop still sends");
+    let delivered = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(event::Kind::Message(m)) = stream.next().await.expect("event").kind {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("the laptop's stream delivers after the sign-out");
+    assert_eq!(delivered.id, sent.id);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_id_clash_is_refused() {
     let mut cluster = TestCluster::start("repl-clash", 2).await;

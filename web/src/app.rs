@@ -236,6 +236,23 @@ impl App {
         }
     }
 
+    /// Ends every other session of the account; this one carries on.
+    pub async fn sign_out_other_devices(self, password: String) -> Result<(), String> {
+        let client = self.client();
+        match client.sign_out_other_devices(&password).await {
+            Ok(()) => {
+                net::save_session(client.session().as_ref());
+                self.dialog.set(None);
+                self.notice.set(Some(Notice {
+                    text: "Your other devices have been signed out. This one stays logged in, with the same password.".into(),
+                    warning: false,
+                }));
+                Ok(())
+            }
+            Err(e) => Err(self.explain(&e)),
+        }
+    }
+
     pub async fn delete_account(self, password: String) -> Result<(), String> {
         match self.client().delete_account(&password).await {
             Ok(()) => {

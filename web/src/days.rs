@@ -60,6 +60,24 @@ pub fn label(day: Day, today: Day, yesterday: Day) -> String {
     }
 }
 
+/// When a conversation's newest message was sent, as the conversation
+/// list says it: the time today, "Yesterday", the date ("27 Nov") earlier
+/// this year, with the year before that.
+pub fn list_label(day: Day, today: Day, yesterday: Day, time_of_day: &str) -> String {
+    if day == today {
+        return time_of_day.to_string();
+    }
+    if day == yesterday {
+        return "Yesterday".into();
+    }
+    let month = &MONTHS[day.month as usize % 12][..3];
+    if day.year == today.year {
+        format!("{} {month}", day.date)
+    } else {
+        format!("{} {month} {}", day.date, day.year)
+    }
+}
+
 #[cfg(target_arch = "wasm32")]
 impl Day {
     /// The day of a moment (ms since the epoch) in the browser's time zone.
@@ -126,6 +144,23 @@ mod tests {
         assert_eq!(
             label(day(2025, 11, 31, 3), TODAY, YESTERDAY),
             "Wednesday 31 December 2025"
+        );
+    }
+
+    #[test]
+    fn the_conversation_list_says_the_time_today_and_the_date_before() {
+        assert_eq!(list_label(TODAY, TODAY, YESTERDAY, "14:05"), "14:05");
+        assert_eq!(
+            list_label(YESTERDAY, TODAY, YESTERDAY, "14:05"),
+            "Yesterday"
+        );
+        assert_eq!(
+            list_label(day(2026, 8, 3, 4), TODAY, YESTERDAY, "14:05"),
+            "3 Sep"
+        );
+        assert_eq!(
+            list_label(day(2025, 11, 31, 3), TODAY, YESTERDAY, "14:05"),
+            "31 Dec 2025"
         );
     }
 

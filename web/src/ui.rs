@@ -405,7 +405,7 @@ fn Conversations() -> impl IntoView {
                                         <span class="row-sub">{preview}</span>
                                     </span>
                                     <span class="row-meta">
-                                        <time>{clock(last.sent_at_ms)}</time>
+                                        <time title=full_date(last.sent_at_ms)>{clock(last.sent_at_ms)}</time>
                                         {(unread > 0).then(|| view! {
                                             <span class="badge" aria-label=format!("{unread} unread")>{unread}</span>
                                         })}
@@ -1017,6 +1017,26 @@ fn ChangePasswordDialog() -> impl IntoView {
             }
         });
     };
+    let sign_out_others = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
+        let password = current.get_untracked();
+        if password.is_empty() {
+            error.set(Some(
+                "Enter your current password to sign out your other devices.".into(),
+            ));
+            return;
+        }
+        error.set(None);
+        busy.set(true);
+        spawn_local(async move {
+            if let Err(e) = app.sign_out_other_devices(password).await {
+                busy.set(false);
+                error.set(Some(e));
+            }
+        });
+    };
     let kind = move || if show.get() { "text" } else { "password" };
     view! {
         <Modal id="password-dialog" title="Change your password">
@@ -1033,6 +1053,13 @@ fn ChangePasswordDialog() -> impl IntoView {
                     <input type="checkbox" id="password-show" bind:checked=show />
                     "Show passwords"
                 </label>
+                <p class="hint">
+                    "Lost a device? "
+                    <button type="button" id="sign-out-others" class="link" disabled=busy on:click=sign_out_others>
+                        "Sign out other devices"
+                    </button>
+                    " with your current password and keep it."
+                </p>
                 {move || error.get().map(|e| view! { <p class="error" id="password-error" role="alert">{e}</p> })}
                 <div class="actions">
                     <button type="button" class="ghost" on:click=move |_| app.dialog.set(None)>
@@ -1126,24 +1153,12 @@ fn full_date(ms: i64) -> String {
     String::from(at.to_locale_string("default", &JsValue::UNDEFINED))
 }
 
-/// "14:05" today, "3 Mar 14:05" before.
+/// When a conversation's newest message was sent: "14:05" today,
+/// "Yesterday", "3 Mar" before (`days::list_label`).
 fn clock(ms: i64) -> String {
     if ms <= 0 {
         return String::new();
     }
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let at = js_sys::Date::new(&JsValue::from_f64(ms as f64));
-    let now = js_sys::Date::new_0();
-    let time = time_of_day(ms);
-    if at.to_date_string() == now.to_date_string() {
-        time
-    } else {
-        format!(
-            "{} {} {time}",
-            at.get_date(),
-            MONTHS[at.get_month() as usize % 12]
-        )
-    }
+    let (today, yesterday) = Day::today();
+    days::list_label(Day::of(ms), today, yesterday, &time_of_day(ms))
 }

@@ -48,7 +48,9 @@ pub enum SessionError {
     Expired,
     #[error("invalid session token")]
     Invalid,
-    #[error("this session has ended because the account's password was changed")]
+    #[error(
+        "this session has ended because the account's password was changed or another device signed it out"
+    )]
     PasswordChanged,
 }
 

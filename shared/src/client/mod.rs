@@ -631,6 +631,14 @@ impl<C: Connector, T: Timer> Client<C, T> {
         Ok(())
     }
 
+    /// Ends every other session of the account -- a lost phone, a shared
+    /// computer -- and keeps this one: a password change to the same
+    /// password (a new hash with a new salt, which no other token was
+    /// issued under; docs/protocol.md).
+    pub async fn sign_out_other_devices(&self, password: &str) -> Result<(), CallError> {
+        self.change_password(password, password).await
+    }
+
     /// Whether a `ChangePassword` call is under way.
     fn changing_password(&self) -> bool {
         self.state().password_changes > 0
