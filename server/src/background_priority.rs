@@ -29,9 +29,14 @@
 //!
 //! Raising the niceness of one's own threads needs no privilege (lowering
 //! it again does, so a lowered thread stays lowered). fjall offers no hook
-//! to run code on the threads it starts, but a new thread takes its
-//! creator's niceness: [`run_lowered`] opens the database on a lowered
-//! thread of its own, and the workers fjall starts there are born lowered.
+//! to run code on the threads it starts, so [`lower_threads_named`] finds
+//! them by name among the process's threads (`/proc/self/task`) once the
+//! database is open. The database is *opened* at normal priority: opening
+//! replays the journal (up to 64 MB, a second or more of CPU), and a
+//! replica restarting beside busy neighbours -- other replicas, other
+//! programs -- must not wait behind all of them: opened on a lowered
+//! thread, a replica restarted by the fault-injection test sat over a
+//! minute replaying its journal while its two peers kept both cores busy.
 //! On Linux niceness is a per-thread attribute; elsewhere this module does
 //! nothing.
 
@@ -49,25 +54,24 @@ pub fn lower_current_thread() -> io::Result<()> {
     imp::lower_current()
 }
 
-/// Runs `f` on a new thread lowered to [`BACKGROUND_NICENESS`] and returns
-/// its result, so that every thread `f` starts is lowered too. The caller's
-/// own priority is untouched. If the thread cannot be lowered, `f` runs
-/// anyway, at normal priority: slower tails, not an outage.
-pub fn run_lowered<T: Send>(f: impl FnOnce() -> T + Send) -> io::Result<T> {
-    std::thread::scope(|scope| {
-        let thread = std::thread::Builder::new()
-            .name("lowered-start".into())
-            .spawn_scoped(scope, || {
-                if let Err(e) = lower_current_thread() {
-                    tracing::warn!(error = %e, "background threads stay at normal CPU priority");
-                }
-                f()
-            })?;
-        match thread.join() {
-            Ok(value) => Ok(value),
-            Err(panic) => std::panic::resume_unwind(panic),
+/// Lowers every thread of this process named `name` to
+/// [`BACKGROUND_NICENESS`] and returns how many it lowered. A thread names
+/// itself as it starts, so one spawned a moment ago may not carry its name
+/// yet: the threads are looked for again, for at most `within`, until
+/// `expected` are found.
+pub fn lower_threads_named(
+    name: &str,
+    expected: usize,
+    within: std::time::Duration,
+) -> io::Result<usize> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let lowered = imp::lower_named(name)?;
+        if lowered >= expected || std::time::Instant::now() >= deadline {
+            return Ok(lowered);
         }
-    })
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -80,21 +84,43 @@ mod imp {
     }
 
     pub fn lower_current() -> io::Result<()> {
+        lower(current_thread())
+    }
+
+    fn lower(thread: libc::id_t) -> io::Result<()> {
         // PRIO_PROCESS with a thread id sets that one thread's niceness
         // (setpriority(2), "Linux notes").
         // SAFETY: plain system call on integer arguments.
-        let rc = unsafe {
-            libc::setpriority(
-                libc::PRIO_PROCESS,
-                current_thread(),
-                super::BACKGROUND_NICENESS,
-            )
-        };
+        let rc =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, thread, super::BACKGROUND_NICENESS) };
         if rc == 0 {
             Ok(())
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+
+    pub fn lower_named(name: &str) -> io::Result<usize> {
+        let mut lowered = 0;
+        for task in std::fs::read_dir("/proc/self/task")? {
+            let task = task?;
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<libc::id_t>().ok())
+            else {
+                continue;
+            };
+            // A thread that ended meanwhile has no comm any more: skip it.
+            let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
+                continue;
+            };
+            if comm.trim_end_matches('\n') == name {
+                lower(tid)?;
+                lowered += 1;
+            }
+        }
+        Ok(lowered)
     }
 }
 
@@ -104,6 +130,10 @@ mod imp {
 
     pub fn lower_current() -> io::Result<()> {
         Ok(())
+    }
+
+    pub fn lower_named(_name: &str) -> io::Result<usize> {
+        Ok(0)
     }
 }
 
@@ -127,19 +157,31 @@ mod tests {
     }
 
     #[test]
-    fn threads_started_by_a_lowered_run_are_lowered_and_the_caller_is_not() {
-        // Whatever niceness the test runner was started with.
+    fn threads_are_lowered_by_name_and_no_others() {
         let base = current_niceness().unwrap();
-        let (inside, started) = run_lowered(|| {
-            let started = std::thread::spawn(|| current_niceness().unwrap())
-                .join()
-                .unwrap();
-            (current_niceness().unwrap(), started)
-        })
-        .unwrap();
-        assert_eq!(inside, BACKGROUND_NICENESS);
-        assert_eq!(started, BACKGROUND_NICENESS);
+        let (report, reports) = std::sync::mpsc::channel();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let probe = std::thread::Builder::new()
+            .name("nice-probe".into())
+            .spawn(move || {
+                wait.recv().unwrap();
+                report.send(current_niceness().unwrap()).unwrap();
+            })
+            .unwrap();
+        let other = std::thread::spawn(|| current_niceness().unwrap());
+        let lowered =
+            lower_threads_named("nice-probe", 1, std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!(lowered, 1);
+        go.send(()).unwrap();
+        assert_eq!(reports.recv().unwrap(), BACKGROUND_NICENESS);
+        probe.join().unwrap();
+        assert_eq!(other.join().unwrap(), base);
         assert_eq!(current_niceness().unwrap(), base);
+        // None of that name left: nothing lowered, after the wait.
+        assert_eq!(
+            lower_threads_named("nice-probe", 1, std::time::Duration::from_millis(20)).unwrap(),
+            0
+        );
     }
 
     #[test]
@@ -153,11 +195,5 @@ mod tests {
         .unwrap();
         assert_eq!(lowered, BACKGROUND_NICENESS);
         assert_eq!(current_niceness().unwrap(), base);
-    }
-
-    #[test]
-    fn a_panic_in_a_lowered_run_reaches_the_caller() {
-        let caught = std::panic::catch_unwind(|| run_lowered(|| panic!("boom")));
-        assert!(caught.is_err());
     }
 }

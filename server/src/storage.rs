@@ -115,20 +115,32 @@ impl Store {
         // a restart after a crash replays at most that much. The block cache
         // holds recently read blocks (the bulk of steady-state memory).
         //
-        // The database is opened on a lowered thread, so fjall's flush and
-        // compaction worker, started there, inherits the lowest CPU
-        // priority (`background_priority`). Journal recovery runs there
-        // too; it runs before the replica serves, when nothing else of it
-        // needs the CPU.
-        let db = background_priority::run_lowered(|| {
-            Database::builder(dir)
-                .cache_size(32 * MIB)
-                .max_journaling_size(64 * MIB)
-                .worker_threads(BACKGROUND_WORKERS)
-                .open()
-        })
-        .map_err(|e| StorageError::Io(format!("cannot start a thread to open the store: {e}")))?
-        .map_err(io)?;
+        // The database is opened at normal priority -- opening replays the
+        // journal, and a restarting replica must not wait behind busy
+        // neighbours for it -- and then fjall's flush and compaction worker,
+        // started by the opening, is lowered to the lowest CPU priority
+        // (`background_priority`).
+        let db = Database::builder(dir)
+            .cache_size(32 * MIB)
+            .max_journaling_size(64 * MIB)
+            .worker_threads(BACKGROUND_WORKERS)
+            .open()
+            .map_err(io)?;
+        match background_priority::lower_threads_named(
+            background_priority::FJALL_WORKER_THREAD,
+            BACKGROUND_WORKERS,
+            std::time::Duration::from_secs(1),
+        ) {
+            Ok(n) if n >= BACKGROUND_WORKERS => {}
+            Ok(n) => tracing::warn!(
+                found = n,
+                expected = BACKGROUND_WORKERS,
+                "not every storage worker found: those missing stay at normal CPU priority"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "storage workers stay at normal CPU priority")
+            }
+        }
         let options = || KeyspaceCreateOptions::default().max_memtable_size(8 * MIB);
         let log = db.keyspace("log", options).map_err(io)?;
         let state = db.keyspace("state", options).map_err(io)?;

@@ -218,15 +218,25 @@ impl Replica {
                     self.log_tail()
                 );
             }
-            if let Ok(mut c) = self.try_client().await
-                && c.list_servers(proto::ListServersRequest {}).await.is_ok()
-            {
-                return;
-            }
+            let tried = Instant::now();
+            let answer = match self.try_client().await {
+                Ok(mut c) => c
+                    .list_servers(proto::ListServersRequest {})
+                    .await
+                    .map(drop)
+                    .map_err(|s| format!("ListServers: {s:?}")),
+                Err(e) => Err(format!("connect: {e:?}")),
+            };
+            let last = match answer {
+                Ok(()) => return,
+                Err(e) => format!("{e} (after {:?})", tried.elapsed()),
+            };
             assert!(
                 Instant::now() < deadline,
-                "replica {} not ready after {timeout:?}:\n{}",
+                "replica {} not ready after {timeout:?}; last try at {}: {last}\n{}\n{}",
                 self.id,
+                self.url(),
+                self.process_state(),
                 self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -328,6 +338,45 @@ impl Replica {
         if let Some(child) = &self.child {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
         }
+    }
+
+    /// What the kernel says of the replica's process and its threads, for
+    /// failure messages.
+    pub fn process_state(&self) -> String {
+        let Some(child) = &self.child else {
+            return "no process".into();
+        };
+        let pid = child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let mut out = format!("pid {pid}: ");
+        for line in status.lines().filter(|l| {
+            ["State:", "Threads:", "VmRSS:", "SigPnd:", "ShdPnd:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        }) {
+            out.push_str(line);
+            out.push_str("; ");
+        }
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let dir = task.path();
+                let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+                let comm = read("comm");
+                let stat = read("stat");
+                // The state is the field after the parenthesised name.
+                let state = stat.rsplit(") ").next().and_then(|r| r.split(' ').next());
+                out.push_str(&format!(
+                    "\n  thread {} {}: {} in {}",
+                    task.file_name().to_string_lossy(),
+                    comm.trim(),
+                    state.unwrap_or("?"),
+                    read("wchan").trim()
+                ));
+            }
+        }
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count());
+        out.push_str(&format!("\n  open files: {fds:?}"));
+        out
     }
 
     /// The last lines of the replica's log, for failure messages.
