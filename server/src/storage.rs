@@ -131,8 +131,9 @@ impl Store {
             BACKGROUND_WORKERS,
             std::time::Duration::from_secs(1),
         ) {
-            Ok(n) if n >= BACKGROUND_WORKERS => {}
-            Ok(n) => tracing::warn!(
+            Ok(None) => {}
+            Ok(Some(n)) if n >= BACKGROUND_WORKERS => {}
+            Ok(Some(n)) => tracing::warn!(
                 found = n,
                 expected = BACKGROUND_WORKERS,
                 "not every storage worker found: those missing stay at normal CPU priority"
