@@ -220,31 +220,32 @@ impl App {
     /// Replaces the password; this tab carries on with the new session
     /// (kept for a reload), every other session of the account ends.
     pub async fn change_password(self, current: String, new: String) -> Result<(), String> {
-        let client = self.client();
-        match client.change_password(&current, &new).await {
-            Ok(()) => {
-                net::save_session(client.session().as_ref());
-                self.dialog.set(None);
-                self.notice.set(Some(Notice {
-                    text: "Your password has been changed. Every other session of your account has ended.".into(),
-                    warning: false,
-                }));
-                Ok(())
-            }
-            // A wrong current password is PERMISSION_DENIED: the session stays.
-            Err(e) => Err(self.explain(&e)),
-        }
+        let result = self.client().change_password(&current, &new).await;
+        // A wrong current password is PERMISSION_DENIED: the session stays.
+        self.other_sessions_ended(
+            result,
+            "Your password has been changed. Every other session of your account has ended.",
+        )
     }
 
     /// Ends every other session of the account; this one carries on.
     pub async fn sign_out_other_devices(self, password: String) -> Result<(), String> {
-        let client = self.client();
-        match client.sign_out_other_devices(&password).await {
+        let result = self.client().sign_out_other_devices(&password).await;
+        self.other_sessions_ended(
+            result,
+            "Your other devices have been signed out. This one stays logged in, with the same password.",
+        )
+    }
+
+    /// After a call that ended every other session and gave this tab a new
+    /// one: keep it for a reload, close the dialog, say what happened.
+    fn other_sessions_ended(self, result: Result<(), CallError>, text: &str) -> Result<(), String> {
+        match result {
             Ok(()) => {
-                net::save_session(client.session().as_ref());
+                net::save_session(self.client().session().as_ref());
                 self.dialog.set(None);
                 self.notice.set(Some(Notice {
-                    text: "Your other devices have been signed out. This one stays logged in, with the same password.".into(),
+                    text: text.into(),
                     warning: false,
                 }));
                 Ok(())
