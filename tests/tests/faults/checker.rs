@@ -713,40 +713,45 @@ mod tests {
         dir
     }
 
-    #[test]
-    fn finds_deleted_content_left_in_a_log() {
-        use chat_tests::chat_server::entry::{Entry, Op as Logged};
-        use chat_tests::chat_server::ids::{AccountId, MessageId};
-        let (ann, bob, carl) = (AccountId([1; 16]), AccountId([2; 16]), AccountId([3; 16]));
-        let (gone, kept) = (MessageId([7; 16]), MessageId([8; 16]));
-        let mut seq = 0;
-        let mut entry = |op| {
-            seq += 1;
-            Entry {
+    /// Log entries of one origin, numbered from 1 in the order given.
+    fn numbered<const N: usize>(
+        ops: [chat_tests::chat_server::entry::Op; N],
+    ) -> Vec<chat_tests::chat_server::entry::Entry> {
+        (1..)
+            .zip(ops)
+            .map(|(seq, op)| chat_tests::chat_server::entry::Entry {
                 origin: 1,
                 seq,
                 hlc: seq,
                 request_id: [seq as u8; 16],
                 op,
-            }
-        };
+            })
+            .collect()
+    }
+
+    #[test]
+    fn finds_deleted_content_left_in_a_log() {
+        use chat_tests::chat_server::entry::Op as Logged;
+        use chat_tests::chat_server::ids::{AccountId, MessageId};
+        let (ann, bob, carl) = (AccountId([1; 16]), AccountId([2; 16]), AccountId([3; 16]));
+        let (gone, kept) = (MessageId([7; 16]), MessageId([8; 16]));
         let send = |message| Logged::SendMessage {
             message,
             sender: ann,
             recipient: bob,
             body: "hello".into(),
         };
-        let log = [
-            entry(Logged::CreateAccount {
+        let log = numbered([
+            Logged::CreateAccount {
                 account: carl,
                 username: "carl".into(),
                 password_hash: "$argon2id$secret".into(),
-            }),
-            entry(send(gone)),
-            entry(send(kept)),
-            entry(send(kept)),
-            entry(Logged::DeleteAccount { account: carl }),
-        ];
+            },
+            send(gone),
+            send(kept),
+            send(kept),
+            Logged::DeleteAccount { account: carl },
+        ]);
         let dir = data_dir_with(&log);
         let history = [Record {
             id: 0,
@@ -774,7 +779,7 @@ mod tests {
 
     #[test]
     fn finds_password_hashes_left_in_a_log() {
-        use chat_tests::chat_server::entry::{Entry, Op as Logged};
+        use chat_tests::chat_server::entry::Op as Logged;
         use chat_tests::chat_server::ids::AccountId;
         let (ann, bob, carl, dave) = (
             AccountId([1; 16]),
@@ -782,17 +787,6 @@ mod tests {
             AccountId([3; 16]),
             AccountId([4; 16]),
         );
-        let mut seq = 0;
-        let mut entry = |op| {
-            seq += 1;
-            Entry {
-                origin: 1,
-                seq,
-                hlc: seq,
-                request_id: [seq as u8; 16],
-                op,
-            }
-        };
         let create = |account, name: &str, hash: &str| Logged::CreateAccount {
             account,
             username: name.into(),
@@ -802,23 +796,23 @@ mod tests {
             account,
             password_hash: "$argon2id$new".into(),
         };
-        let log = [
+        let log = numbered([
             // ann: the creation's hash replaced, as erasure leaves it: fine.
-            entry(create(ann, "ann", "")),
-            entry(change(ann)),
+            create(ann, "ann", ""),
+            change(ann),
             // bob: the replaced creation kept its hash.
-            entry(create(bob, "bob", "$argon2id$old")),
-            entry(change(bob)),
+            create(bob, "bob", "$argon2id$old"),
+            change(bob),
             // carl: no hash at all.
-            entry(create(carl, "carl", "")),
+            create(carl, "carl", ""),
             // dave: deleted, a change of his still holding its hash.
-            entry(Logged::ErasedCreateAccount {
+            Logged::ErasedCreateAccount {
                 account: dave,
                 username: "dave".into(),
-            }),
-            entry(change(dave)),
-            entry(Logged::DeleteAccount { account: dave }),
-        ];
+            },
+            change(dave),
+            Logged::DeleteAccount { account: dave },
+        ]);
         let dir = data_dir_with(&log);
         let mut a = Anomalies(Vec::new());
         check_logs(&[dir.path().to_path_buf()], &[], &mut a);
