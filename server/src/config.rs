@@ -139,6 +139,14 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAT_HEARTBEAT_MS", default_value_t = 250)]
     pub heartbeat_ms: u64,
 
+    /// How far this replica's wall clock may be from most of the cluster's,
+    /// in milliseconds, before it refuses clients (they fail over) until its
+    /// clock is corrected: a clock off by more would stamp messages with
+    /// wrong times and move every replica's timestamps with it. 0 never
+    /// refuses. See docs/replication.md, "Clocks".
+    #[arg(long, env = "CHAT_MAX_CLOCK_OFFSET_MS", default_value_t = 5_000)]
+    pub max_clock_offset_ms: u64,
+
     /// Password tries (Login, and DeleteAccount's confirmation) per account
     /// name before further tries are throttled to one per
     /// window / this; 0 turns this limit off. Counted per replica.

@@ -29,6 +29,7 @@ pub mod api;
 pub mod auth;
 pub mod background_priority;
 pub mod cache;
+pub mod clock_agreement;
 pub mod config;
 pub mod disk_watchdog;
 pub mod entry;

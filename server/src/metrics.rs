@@ -182,6 +182,8 @@ struct Exporter {
     subscriptions: Gauge,
     peer_up: Family<PeerLabels, Gauge>,
     peer_silence: Family<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    peer_clock_offset: Family<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    clock_refusing: Gauge,
     batch_running: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// One scrape at a time: each rewrites the peer gauges.
     rendering: Mutex<()>,
@@ -248,6 +250,8 @@ impl Exporter {
             subscriptions: Gauge::default(),
             peer_up: Family::default(),
             peer_silence: Family::default(),
+            peer_clock_offset: Family::default(),
+            clock_refusing: Gauge::default(),
             batch_running: Gauge::default(),
             rendering: Mutex::new(()),
         };
@@ -278,6 +282,17 @@ impl Exporter {
             e.peer_up.clone(),
         );
         e.registry.register_with_unit(
+            "peer_clock_offset",
+            "How far the peer's wall clock is ahead of this replica's (negative: behind), from the latest exchange (absent if none recent)",
+            Unit::Seconds,
+            e.peer_clock_offset.clone(),
+        );
+        e.registry.register(
+            "clock_refusing",
+            "1 while this replica refuses clients because its clock is off from most of the cluster's",
+            e.clock_refusing.clone(),
+        );
+        e.registry.register_with_unit(
             "peer_silence",
             "Time since the peer was last heard from (absent if never)",
             Unit::Seconds,
@@ -300,8 +315,11 @@ impl Exporter {
         let running = cluster.writer.clock().running_for().unwrap_or_default();
         self.batch_running.set(running.as_secs_f64());
         // Retired peers leave the family; the rest are rewritten.
+        self.clock_refusing
+            .set(i64::from(cluster.clock.refusal().is_some()));
         self.peer_up.clear();
         self.peer_silence.clear();
+        self.peer_clock_offset.clear();
         for link in cluster.links() {
             let state = link.state();
             if state == LinkState::Retired {
@@ -313,6 +331,11 @@ impl Exporter {
             self.peer_up
                 .get_or_create(&peer)
                 .set(i64::from(state == LinkState::Live));
+            if let Some(reading) = link.clock(Duration::from_secs(60)) {
+                self.peer_clock_offset
+                    .get_or_create(&peer)
+                    .set(reading.offset_ms as f64 / 1000.0);
+            }
             if let Some(ago) = link.last_contact() {
                 self.peer_silence
                     .get_or_create(&peer)

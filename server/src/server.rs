@@ -86,6 +86,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let settings = Settings {
         relay_timeout: Duration::from_millis(args.relay_timeout_ms),
         heartbeat: Duration::from_millis(args.heartbeat_ms),
+        max_clock_offset: Duration::from_millis(args.max_clock_offset_ms),
     };
     let dialer = Dialer {
         key: AddPeerKey::new(&secret),
@@ -155,6 +156,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         }),
         events,
         servers: cluster.clone(),
+        clock: cluster.clock.clone(),
         shutdown: shutdown_rx.clone(),
         streams: Default::default(),
     });

@@ -4,11 +4,9 @@
 //! like to the process (its threads block in the call), without root or a
 //! device-mapper target.
 //!
-//! The library is compiled by the test itself (with the `rustc` that built
-//! the tests), into the test's own directory.
+//! The library is compiled by the test itself (`crate::shim`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::Replica;
 
@@ -22,22 +20,8 @@ pub struct DiskStall {
 impl DiskStall {
     /// Builds the library under `dir`; the disk runs until [`DiskStall::hang`].
     pub fn build(dir: &Path) -> Self {
-        let source = dir.join("disk_stall.rs");
-        std::fs::write(&source, SHIM_SOURCE).expect("write the shim's source");
-        let library = dir.join("libdisk_stall.so");
-        let output = Command::new(rustc())
-            .args(["--edition", "2024", "--crate-type", "cdylib", "-O", "-o"])
-            .arg(&library)
-            .arg(&source)
-            .output()
-            .expect("run rustc");
-        assert!(
-            output.status.success(),
-            "cannot build the disk-stall library: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
         Self {
-            library,
+            library: crate::shim::build(dir, "disk_stall", SHIM_SOURCE),
             file: dir.join("disk-stalled"),
         }
     }
@@ -68,19 +52,4 @@ impl Drop for DiskStall {
     fn drop(&mut self) {
         self.release();
     }
-}
-
-/// The compiler cargo used, or the one on the PATH (the rustup proxy picks
-/// the same toolchain in this workspace).
-fn rustc() -> PathBuf {
-    if let Some(rustc) = std::env::var_os("RUSTC") {
-        return rustc.into();
-    }
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let beside = Path::new(&cargo).with_file_name("rustc");
-        if beside.exists() {
-            return beside;
-        }
-    }
-    "rustc".into()
 }

@@ -19,8 +19,10 @@ use tonic::{Request, Status};
 
 pub use chat_server;
 pub mod browser;
+pub mod clock_skew;
 pub mod disk_stall;
 pub mod netlab;
+pub mod shim;
 
 pub use chat_shared;
 

@@ -1677,3 +1677,185 @@ async fn first_answer(
         .await?
         .ok_or_else(|| tonic::Status::unknown("the relay stream ended without an answer"))
 }
+
+/// Milliseconds since the Unix epoch on the test's (right) clock.
+fn real_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
+}
+
+/// Waits until `r` answers a cheap authenticated call (no password to
+/// hash) in a way that `done` accepts, or fails.
+async fn unread_until(
+    r: &Replica,
+    token: &str,
+    what: &str,
+    done: impl Fn(&Result<proto::ListUnreadResponse, tonic::Status>) -> bool,
+) -> Result<proto::ListUnreadResponse, tonic::Status> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = r
+            .client()
+            .await
+            .list_unread(authed(token, proto::ListUnreadRequest { limit: 1 }))
+            .await
+            .map(|r| r.into_inner());
+        if done(&answer) {
+            return answer;
+        }
+        if Instant::now() >= deadline {
+            let list = r.list_servers().await;
+            panic!(
+                "replica {}: {what} not seen after 60 s; last answer {answer:?}; servers {list:?}\n{}",
+                r.id,
+                r.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends a message through `r`, which must stamp it with the real time.
+async fn sent_on_time(r: &Replica, token: &str, to: &str) {
+    let before = real_now_ms();
+    let m = r
+        .client()
+        .await
+        .send_message(authed(token, send_req(to, "on time")))
+        .await
+        .unwrap_or_else(|s| panic!("replica {} does not serve: {s:?}", r.id))
+        .into_inner()
+        .message
+        .expect("message");
+    stamped_now(&m, before);
+}
+
+/// A message's timestamp is the real time it was sent at (give or take).
+fn stamped_now(m: &proto::Message, before_ms: i64) {
+    let after_ms = real_now_ms();
+    assert!(
+        (before_ms - 1_000..=after_ms + 1_000).contains(&m.sent_at_ms),
+        "message stamped {} ms, sent between {before_ms} and {after_ms}",
+        m.sent_at_ms
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clock_is_off_refuses_clients_until_it_agrees_again() {
+    use chat_tests::chat_shared::client::{Config, native};
+    use chat_tests::clock_skew::ClockSkew;
+    let mut cluster = TestCluster::new("repl-clock", 3);
+    let skew = ClockSkew::build(cluster.dir.path(), "replica-3");
+    skew.attach(cluster.r(3));
+    for r in &mut cluster.replicas {
+        r.spawn();
+    }
+    for r in &mut cluster.replicas {
+        r.wait_ready(Duration::from_secs(30)).await;
+    }
+    cluster.converge(CONVERGE).await;
+    let mut c1 = cluster.r(1).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    let bob = register(&mut c1, "bob", "bob-password").await;
+    unread_until(cluster.r(3), &ann.token, "an answer", Result::is_ok)
+        .await
+        .expect("answered");
+
+    // Replica 3's clock jumps an hour ahead: it stands down within a few
+    // heartbeats, saying why.
+    skew.set(3_600_000);
+    let refused =
+        |s: &tonic::Status| s.code() == Code::Unavailable && s.message().contains("clock");
+    let why = unread_until(cluster.r(3), &ann.token, "a refusal", |a| {
+        a.as_ref().is_err_and(refused)
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        why.message().contains("1 h ahead of") && why.message().contains("replicas 1, 2"),
+        "{why:?}"
+    );
+    // Every call but ListServers is refused; the list shows it down.
+    let mut c3 = cluster.r(3).client().await;
+    let send = c3
+        .send_message(authed(&ann.token, send_req(&id(&bob), "from the future")))
+        .await;
+    assert!(send.as_ref().is_err_and(refused), "{send:?}");
+    let login = c3
+        .login(proto::LoginRequest {
+            username: "ann".into(),
+            password: "ann-password".into(),
+        })
+        .await;
+    assert!(login.as_ref().is_err_and(refused), "{login:?}");
+    let list = cluster.r(3).list_servers().await;
+    let live: Vec<(u32, bool)> = list.servers.iter().map(|s| (s.id, s.live)).collect();
+    assert_eq!(
+        sorted_pairs(live),
+        vec![(1, true), (2, true), (3, false)],
+        "{list:?}"
+    );
+    let status = cluster.status(3).await.expect("status");
+    assert!(status.clock_refusal.contains("ahead of"), "{status:?}");
+    let seen_by_1 = peer_status(&cluster, 1, 3).await;
+    let offset = seen_by_1
+        .clock_offset_ms
+        .expect("replica 1 reads 3's clock");
+    assert!((3_590_000..3_610_000).contains(&offset), "{seen_by_1:?}");
+    // The other two see nothing wrong with their own clocks: they serve,
+    // with the real time on what they stamp; replica 3 still replicates.
+    sent_on_time(cluster.r(2), &ann.token, &id(&bob)).await;
+    // A client whose only address is replica 3 (the web app it served)
+    // fails over to the others.
+    let app = native::client(vec![cluster.r(3).url()], Config::default());
+    app.login("bob", "bob-password").await.expect("fails over");
+    let before = real_now_ms();
+    let reply = app.send_message(&id(&ann), "hi").await.expect("send");
+    stamped_now(&reply, before);
+    assert_ne!(app.current_server().expect("a server").id, 3);
+    cluster.converge(CONVERGE).await;
+
+    // Its clock put right, it serves again -- with the right time.
+    skew.reset();
+    unread_until(cluster.r(3), &ann.token, "serving again", Result::is_ok)
+        .await
+        .expect("answered");
+    sent_on_time(cluster.r(3), &ann.token, &id(&bob)).await;
+    // Every message of the conversation, on every replica, has a time
+    // no later than now.
+    for r in 1..=3 {
+        for m in history(cluster.r(r), &bob.token, &id(&ann)).await {
+            assert!(m.sent_at_ms <= real_now_ms(), "replica {r}: {m:?}");
+        }
+    }
+
+    // A replica that starts with its clock off never serves a client.
+    cluster.r(3).terminate().await;
+    skew.set(-600_000);
+    cluster.r(3).start().await;
+    let why = expect_code(
+        cluster
+            .r(3)
+            .client()
+            .await
+            .login(proto::LoginRequest {
+                username: "ann".into(),
+                password: "ann-password".into(),
+            })
+            .await,
+        Code::Unavailable,
+    );
+    assert!(why.contains("10 min behind"), "{why}");
+    skew.reset();
+    unread_until(cluster.r(3), &ann.token, "serving again", Result::is_ok)
+        .await
+        .expect("answered");
+    cluster.converge(CONVERGE).await;
+}
+
+fn sorted_pairs(mut v: Vec<(u32, bool)>) -> Vec<(u32, bool)> {
+    v.sort_unstable();
+    v
+}

@@ -32,6 +32,7 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
         "replica": info(&status.replica),
         "log_format": status.replica.as_ref().map(|r| r.log_format),
         "serving": status.serving,
+        "clock_refusal": (!status.clock_refusal.is_empty()).then_some(&status.clock_refusal),
         "origin": status.origin,
         "state_digest": status.state_digest,
         "log_entries": status.log_entries,
@@ -41,6 +42,7 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             "live": p.live,
             "retired": p.retired,
             "last_contact_ms_ago": p.last_contact_ms_ago,
+            "clock_offset_ms": p.clock_offset_ms,
         })).collect::<Vec<_>>(),
     });
     println!(

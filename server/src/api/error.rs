@@ -48,6 +48,10 @@ pub enum ApiError {
         "this account already has {0} live event streams open on this server (the most it may); close one (another tab or device) and try again"
     )]
     TooManyStreams(usize),
+    /// This replica's clock is off from the cluster's
+    /// (`crate::clock_agreement`): the refusal, in words.
+    #[error("{0}")]
+    ClockOff(String),
 }
 
 impl From<ApiError> for Status {
@@ -67,6 +71,7 @@ impl From<ApiError> for Status {
                 Status::unavailable(msg)
             }
             ApiError::Throttled(_) | ApiError::TooManyStreams(_) => Status::resource_exhausted(msg),
+            ApiError::ClockOff(_) => Status::unavailable(msg),
             ApiError::Hash(_) => {
                 tracing::error!(error = %msg, "password hashing failed");
                 Status::internal(msg)

@@ -40,6 +40,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Passwords, SessionError, Sessions, Throttle};
+use crate::clock_agreement::ClockAgreement;
 use crate::events::EventHub;
 use crate::hlc;
 use crate::ids::{AccountId, MessageId, RequestId};
@@ -63,6 +64,9 @@ pub struct Context {
     pub throttle: Throttle,
     pub events: EventHub,
     pub servers: Arc<dyn ServerList>,
+    /// Whether this replica's clock agrees with the cluster's: while it does
+    /// not, every call but `ListServers` is refused.
+    pub clock: Arc<ClockAgreement>,
     /// Flips to true when the replica shuts down; ends live streams.
     pub shutdown: watch::Receiver<bool>,
     /// Live `Subscribe` streams per account, to bound them.
@@ -271,8 +275,23 @@ impl ChatApi {
 type Reply<T> = Result<Response<T>, Status>;
 
 /// Runs a call's handler and turns its result into the gRPC reply, counting
-/// the call in the metrics under `method` (its name in the proto).
+/// the call in the metrics under `method` (its name in the proto). While
+/// this replica's clock is off from the cluster's, the handler does not run:
+/// every call it would answer depends on the clock (a write's timestamp, a
+/// token's expiry).
 async fn call<T>(
+    ctx: &Context,
+    method: &'static str,
+    handler: impl Future<Output = Result<T, ApiError>>,
+) -> Reply<T> {
+    match ctx.clock.refusal() {
+        None => answer(method, handler).await,
+        Some(why) => answer(method, async { Err(ApiError::ClockOff(why)) }).await,
+    }
+}
+
+/// Runs a handler, counting the call under `method`.
+async fn answer<T>(
     method: &'static str,
     handler: impl Future<Output = Result<T, ApiError>>,
 ) -> Reply<T> {
@@ -292,6 +311,7 @@ impl proto::chat_server::Chat for ChatApi {
         r: Request<proto::CreateAccountRequest>,
     ) -> Reply<proto::AuthResponse> {
         call(
+            &self.ctx,
             "CreateAccount",
             create_account::handle(&self.ctx, r.into_inner()),
         )
@@ -300,28 +320,38 @@ impl proto::chat_server::Chat for ChatApi {
 
     async fn login(&self, r: Request<proto::LoginRequest>) -> Reply<proto::AuthResponse> {
         let address = r.remote_addr().map(|a| a.ip());
-        call("Login", login::handle(&self.ctx, address, r.into_inner())).await
+        call(
+            &self.ctx,
+            "Login",
+            login::handle(&self.ctx, address, r.into_inner()),
+        )
+        .await
     }
 
     async fn list_accounts(
         &self,
         r: Request<proto::ListAccountsRequest>,
     ) -> Reply<proto::ListAccountsResponse> {
-        call("ListAccounts", list_accounts::handle(&self.ctx, r)).await
+        call(
+            &self.ctx,
+            "ListAccounts",
+            list_accounts::handle(&self.ctx, r),
+        )
+        .await
     }
 
     async fn send_message(
         &self,
         r: Request<proto::SendMessageRequest>,
     ) -> Reply<proto::SendMessageResponse> {
-        call("SendMessage", send_message::handle(&self.ctx, r)).await
+        call(&self.ctx, "SendMessage", send_message::handle(&self.ctx, r)).await
     }
 
     async fn list_unread(
         &self,
         r: Request<proto::ListUnreadRequest>,
     ) -> Reply<proto::ListUnreadResponse> {
-        call("ListUnread", list_unread::handle(&self.ctx, r)).await
+        call(&self.ctx, "ListUnread", list_unread::handle(&self.ctx, r)).await
     }
 
     async fn list_conversations(
@@ -329,6 +359,7 @@ impl proto::chat_server::Chat for ChatApi {
         r: Request<proto::ListConversationsRequest>,
     ) -> Reply<proto::ListConversationsResponse> {
         call(
+            &self.ctx,
             "ListConversations",
             list_conversations::handle(&self.ctx, r),
         )
@@ -339,47 +370,63 @@ impl proto::chat_server::Chat for ChatApi {
         &self,
         r: Request<proto::GetHistoryRequest>,
     ) -> Reply<proto::GetHistoryResponse> {
-        call("GetHistory", get_history::handle(&self.ctx, r)).await
+        call(&self.ctx, "GetHistory", get_history::handle(&self.ctx, r)).await
     }
 
     async fn mark_read(
         &self,
         r: Request<proto::MarkReadRequest>,
     ) -> Reply<proto::MarkReadResponse> {
-        call("MarkRead", mark_read::handle(&self.ctx, r)).await
+        call(&self.ctx, "MarkRead", mark_read::handle(&self.ctx, r)).await
     }
 
     async fn delete_messages(
         &self,
         r: Request<proto::DeleteMessagesRequest>,
     ) -> Reply<proto::DeleteMessagesResponse> {
-        call("DeleteMessages", delete_messages::handle(&self.ctx, r)).await
+        call(
+            &self.ctx,
+            "DeleteMessages",
+            delete_messages::handle(&self.ctx, r),
+        )
+        .await
     }
 
     async fn change_password(
         &self,
         r: Request<proto::ChangePasswordRequest>,
     ) -> Reply<proto::AuthResponse> {
-        call("ChangePassword", change_password::handle(&self.ctx, r)).await
+        call(
+            &self.ctx,
+            "ChangePassword",
+            change_password::handle(&self.ctx, r),
+        )
+        .await
     }
 
     async fn delete_account(
         &self,
         r: Request<proto::DeleteAccountRequest>,
     ) -> Reply<proto::DeleteAccountResponse> {
-        call("DeleteAccount", delete_account::handle(&self.ctx, r)).await
+        call(
+            &self.ctx,
+            "DeleteAccount",
+            delete_account::handle(&self.ctx, r),
+        )
+        .await
     }
 
     type SubscribeStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
 
     async fn subscribe(&self, r: Request<proto::SubscribeRequest>) -> Reply<Self::SubscribeStream> {
-        call("Subscribe", subscribe::handle(&self.ctx, r)).await
+        call(&self.ctx, "Subscribe", subscribe::handle(&self.ctx, r)).await
     }
 
     async fn list_servers(
         &self,
         _r: Request<proto::ListServersRequest>,
     ) -> Reply<proto::ListServersResponse> {
-        call("ListServers", async { Ok(list_servers::handle(&self.ctx)) }).await
+        // Answered whatever the clock: how clients find the other replicas.
+        answer("ListServers", async { Ok(list_servers::handle(&self.ctx)) }).await
     }
 }

@@ -21,6 +21,7 @@ use super::client::{Dialer, PeerClient};
 use super::introduce::{IntroError, introduce};
 use super::link;
 use crate::api::ServerList;
+use crate::clock_agreement::{ClockAgreement, Reading};
 use crate::entry::Entry;
 use crate::proto::replication::ReplicaInfo;
 use crate::state::StorageError;
@@ -36,6 +37,9 @@ pub struct Settings {
     /// Interval between heartbeats to an idle live peer, and between
     /// introduction attempts to a dead one (twice this).
     pub heartbeat: Duration,
+    /// How far this replica's clock may be from most of the cluster's before
+    /// it refuses clients (`crate::clock_agreement`); zero never refuses.
+    pub max_clock_offset: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +83,8 @@ pub struct Link {
     status: Mutex<LinkStatus>,
     queue: mpsc::UnboundedSender<RelayItem>,
     changed: Notify,
+    /// The latest comparison of the peer's clock with ours, and when.
+    clock: Mutex<Option<(Reading, Instant)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -161,6 +167,20 @@ impl Link {
         lock(&self.status).last_contact.map(|t| t.elapsed())
     }
 
+    /// Records a comparison of the peer's clock with ours
+    /// (`super::clocks`).
+    pub fn record_clock(&self, reading: Reading) {
+        *lock(&self.clock) = Some((reading, Instant::now()));
+    }
+
+    /// The latest comparison of the peer's clock with ours, if it is at
+    /// most `max_age` old.
+    pub fn clock(&self, max_age: Duration) -> Option<Reading> {
+        lock(&self.clock)
+            .filter(|(_, at)| at.elapsed() <= max_age)
+            .map(|(r, _)| r)
+    }
+
     /// Queues a batch for relaying. If the link dies first (or its task has
     /// stopped), the batch is settled without this peer.
     pub fn enqueue(&self, item: RelayItem) {
@@ -218,6 +238,9 @@ pub struct Cluster {
     started: watch::Sender<bool>,
     /// Set once start-up sync is done and the client API is served.
     pub serving: AtomicBool,
+    /// Whether this replica's clock agrees with the cluster's, as last
+    /// checked (`super::clocks`).
+    pub clock: Arc<ClockAgreement>,
     /// Why this replica must stop, once it has learnt it must: a peer says
     /// it has been retired, or shows that its data was rolled back.
     halt: watch::Sender<Option<String>>,
@@ -239,6 +262,7 @@ impl Cluster {
             me,
             store,
             writer,
+            clock: Arc::new(ClockAgreement::new(settings.max_clock_offset)),
             settings,
             dialer,
             links: Mutex::new(BTreeMap::new()),
@@ -427,6 +451,7 @@ impl Cluster {
             }),
             queue: tx,
             changed: Notify::new(),
+            clock: Mutex::new(None),
         });
         links.insert(link.id, link.clone());
         tokio::spawn(link::run(self.clone(), link.clone(), rx));
@@ -519,6 +544,10 @@ impl Cluster {
         if let Some(why) = self.halt.borrow().clone() {
             return Err(ClusterError::RolledBack(why));
         }
+        // Before the first client: a replica that starts with a wrong clock
+        // never stamps an entry with it.
+        super::clocks::check(self);
+        tokio::spawn(super::clocks::watch(self.clone()));
         self.started.send_replace(true);
         Ok(())
     }
@@ -538,7 +567,8 @@ impl ServerList for Cluster {
         let mut out = vec![Server {
             id: self.me.id,
             url: self.me.client_url.clone(),
-            live: true,
+            // Refusing clients over its clock: down, as far as they go.
+            live: self.clock.refusal().is_none(),
         }];
         out.extend(
             self.links()

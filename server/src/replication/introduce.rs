@@ -93,6 +93,7 @@ pub async fn introduce(
         from: Some(cluster.me.clone()),
         cutoffs: backlog::to_proto(&cluster.writer.cutoffs()),
     };
+    let sent = std::time::Instant::now();
     let mut stream = tokio::time::timeout(deadline, client.introduce(request))
         .await
         .map_err(|_| IntroError::Timeout)?
@@ -147,6 +148,9 @@ pub async fn introduce(
     let link = cluster
         .add_peer(responder.clone())?
         .ok_or_else(|| IntroError::Protocol("a replica answered as this replica".into()))?;
+    if let Some(reading) = super::clocks::reading(hello.clock_ms, sent) {
+        link.record_clock(reading);
+    }
     link.set_state(LinkState::Syncing);
     let result = sync(cluster, &mut client, &mut stream, &hello.cutoffs).await;
     match result {

@@ -439,6 +439,9 @@ impl RelayStream {
             );
             return false;
         }
+        if let Some(reading) = super::clocks::reading(resp.clock_ms, sent) {
+            link.record_clock(reading);
+        }
         let took = sent.elapsed();
         crate::metrics::record_relay_answered(link.id, took);
         tracing::trace!(peer = link.id, ?took, "relayed");
@@ -475,10 +478,14 @@ async fn heartbeat(cluster: &Arc<Cluster>, link: &Arc<Link>, peer: &mut PeerClie
     let request = HeartbeatRequest {
         from: Some(cluster.me.clone()),
     };
+    let sent = Instant::now();
     match tokio::time::timeout(cluster.settings.relay_timeout, peer.heartbeat(request)).await {
         Ok(Ok(resp)) => {
             link.touch();
             let resp = resp.into_inner();
+            if let Some(reading) = super::clocks::reading(resp.clock_ms, sent) {
+                link.record_clock(reading);
+            }
             for info in resp.network {
                 if let Err(e) = cluster.add_peer(info) {
                     tracing::error!(error = %e, "peer reports a conflicting replica");

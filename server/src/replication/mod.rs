@@ -34,6 +34,7 @@
 pub mod auth;
 mod backlog;
 pub mod client;
+mod clocks;
 pub mod cluster;
 mod introduce;
 mod link;

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -15,6 +16,7 @@ use super::backlog;
 use super::cluster::{Cluster, LinkState};
 use super::introduce::{IntroError, MAX_CHUNKS_IN_FLIGHT, check_not_rolled_back, decode_chunk};
 use crate::entry::Entry;
+use crate::hlc::wall_clock_ms;
 use crate::proto::replication::replication_server::Replication;
 use crate::proto::replication::{
     EntryChunk, HeartbeatRequest, HeartbeatResponse, Hello, IntroduceRequest, IntroduceResponse,
@@ -136,6 +138,7 @@ impl Replication for ReplicationService {
             responder: Some(self.cluster.me.clone()),
             network: self.cluster.network(),
             cutoffs: backlog::to_proto(&upto),
+            clock_ms: wall_clock_ms(),
         };
         let mut chunks = backlog::spawn(self.cluster.store.clone(), have, upto);
         let (tx, rx) = mpsc::channel(2);
@@ -231,6 +234,7 @@ impl Replication for ReplicationService {
             responder: Some(self.cluster.me.clone()),
             caller_live,
             network: self.cluster.network(),
+            clock_ms: wall_clock_ms(),
         }))
     }
 
@@ -270,11 +274,13 @@ impl Replication for ReplicationService {
                     live: l.state() == LinkState::Live,
                     retired: l.state() == LinkState::Retired,
                     last_contact_ms_ago: l.last_contact().map_or(-1, |d| d.as_millis() as i64),
+                    clock_offset_ms: l.clock(Duration::from_secs(60)).map(|r| r.offset_ms),
                 })
                 .collect(),
             state_digest: digest,
             serving: self.cluster.serving.load(Ordering::Relaxed),
             origin: self.cluster.origin(),
+            clock_refusal: self.cluster.clock.refusal().unwrap_or_default(),
         }))
     }
 }
@@ -331,9 +337,10 @@ async fn serve_relay(
                         if let Some(link) = from.as_ref().and_then(|f| cluster.link(f.id)) {
                             link.touch();
                         }
-                        (Ok(RelayResponse { resync: false, cutoff }), false)
+                        let clock_ms = wall_clock_ms();
+                        (Ok(RelayResponse { resync: false, cutoff, clock_ms }), false)
                     }
-                    Verdict::Resync => (Ok(RelayResponse { resync: true, cutoff }), true),
+                    Verdict::Resync => (Ok(RelayResponse { resync: true, cutoff, clock_ms: 0 }), true),
                     Verdict::Failed(status) => (Err(status), true),
                 };
                 if out.send(reply).await.is_err() || end {
