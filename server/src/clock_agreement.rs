@@ -44,12 +44,48 @@
 //! tell who is right, and nobody stands down (a warning is logged):
 //! availability wins over a dispute that affects displayed times.
 //!
+//! A clock can also *jump* between two checks: [`ClockAgreement`] catches
+//! that on the call itself, against the monotonic clock.
+//!
 //! [`verdict`] is the pure decision; [`ClockAgreement`] holds its latest
 //! outcome for the client API.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A wall clock that moves more than this against the monotonic clock
+/// between two checks has been *stepped* (by an operator, NTP, a resumed
+/// VM); ordinary drift over a check's quarter of a second is microseconds.
+const STEP_MS: i64 = 1_000;
+
+/// A moment on both of this process's clocks: the wall clock, which can be
+/// stepped, and the monotonic clock, which cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment {
+    pub wall_ms: u64,
+    pub mono: Instant,
+}
+
+impl Moment {
+    pub fn now() -> Self {
+        Self {
+            wall_ms: crate::hlc::wall_clock_ms(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// How far the wall clock was stepped between `earlier` and this moment
+    /// (positive: forward), in ms: its movement minus the time that passed.
+    pub fn step_since(&self, earlier: &Moment) -> i64 {
+        let wall = i128::from(self.wall_ms) - i128::from(earlier.wall_ms);
+        let passed = self
+            .mono
+            .saturating_duration_since(earlier.mono)
+            .as_millis();
+        clamp(wall - i128::try_from(passed).unwrap_or(i128::MAX))
+    }
+}
 
 /// One comparison with a peer's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,22 +94,35 @@ pub struct Reading {
     pub offset_ms: i64,
     /// How far off the estimate may be, ms (half the round trip).
     pub error_ms: i64,
+    /// When it was taken, on our clocks.
+    pub taken: Moment,
 }
 
 impl Reading {
     /// The reading from one exchange: the peer answered with its clock at
-    /// `peer_clock_ms`; we had its answer at `answered_ms` on our clock,
+    /// `peer_clock_ms`; we had its answer at `answered` on our clocks,
     /// `round_trip` after sending.
-    pub fn from_exchange(peer_clock_ms: u64, answered_ms: u64, round_trip: Duration) -> Self {
+    pub fn from_exchange(peer_clock_ms: u64, answered: Moment, round_trip: Duration) -> Self {
         let rtt = i64::try_from(round_trip.as_millis()).unwrap_or(i64::MAX);
         // The midpoint of the exchange on our clock, in ms with one more
         // bit of precision kept by doubling.
-        let sent_ms = i128::from(answered_ms) - i128::from(rtt);
-        let twice_mid = sent_ms + i128::from(answered_ms);
+        let sent_ms = i128::from(answered.wall_ms) - i128::from(rtt);
+        let twice_mid = sent_ms + i128::from(answered.wall_ms);
         let twice_offset = 2 * i128::from(peer_clock_ms) - twice_mid;
         Self {
             offset_ms: clamp(twice_offset / 2),
             error_ms: rtt / 2 + rtt % 2,
+            taken: answered,
+        }
+    }
+
+    /// The reading as of `now`: if our wall clock has been stepped since it
+    /// was taken, the peer's offset from it has moved the other way (the
+    /// peer's clock, as far as we know, ran on).
+    pub fn as_of(&self, now: &Moment) -> Reading {
+        Reading {
+            offset_ms: self.offset_ms.saturating_sub(now.step_since(&self.taken)),
+            ..*self
         }
     }
 
@@ -146,11 +195,24 @@ pub fn verdict(max_ms: i64, readings: &[(u32, Reading)]) -> Verdict {
     Verdict::Disputed { off }
 }
 
-/// The latest verdict, as the client API sees it.
+/// The latest verdict, as the client API sees it, and the guard against a
+/// wall clock stepped since.
+///
+/// Between two checks (a quarter of a second apart) the wall clock can be
+/// stepped; a write stamped in between would carry the new time. So every
+/// call also compares the wall clock's movement since the last check with
+/// the monotonic clock's ([`Moment::step_since`]) and is refused if the
+/// wall clock jumped. And a replica whose clock has jumped stays refusing
+/// until a check finds it agreeing with *every* peer heard from: when only
+/// two replicas are live, a disagreement cannot say which clock is wrong,
+/// but the one that just jumped is the suspect.
 pub struct ClockAgreement {
     max_ms: i64,
     off: AtomicBool,
+    stepped: AtomicBool,
     last: Mutex<Verdict>,
+    /// When the last check was made (none yet: nothing to compare with).
+    checked: Mutex<Option<Moment>>,
 }
 
 impl ClockAgreement {
@@ -159,26 +221,40 @@ impl ClockAgreement {
         Self {
             max_ms: i64::try_from(max_offset.as_millis()).unwrap_or(i64::MAX),
             off: AtomicBool::new(false),
+            stepped: AtomicBool::new(false),
             last: Mutex::new(Verdict::Agrees),
+            checked: Mutex::new(None),
         }
     }
 
-    /// Decides from `readings` (each peer's latest recent one), logs what
-    /// changed, and returns whether this replica now stands down.
-    pub fn update(&self, readings: &[(u32, Reading)]) -> bool {
-        let now = verdict(self.max_ms, readings);
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if std::mem::discriminant(&now) != std::mem::discriminant(&*last)
-            || changed_peers(&now, &last)
+    /// Decides from `readings` (each peer's latest recent one, as of `now`),
+    /// logs what changed, and returns whether this replica now refuses
+    /// clients.
+    pub fn update(&self, readings: &[(u32, Reading)], now: Moment) -> bool {
+        let verdict = verdict(self.max_ms, readings);
+        let step = self.step_since_check(&now);
+        if self.max_ms > 0 && step.abs() > STEP_MS && !self.stepped.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                step_ms = step,
+                "this replica's wall clock was stepped; it refuses clients until its clock \
+                 agrees with every peer's"
+            );
+        }
+        if verdict == Verdict::Agrees && self.stepped.swap(false, Ordering::Relaxed) {
+            tracing::info!("after the step, this replica's clock agrees with its peers'");
+        }
+        let mut last = lock(&self.last);
+        if std::mem::discriminant(&verdict) != std::mem::discriminant(&*last)
+            || changed_peers(&verdict, &last)
         {
-            match &now {
+            match &verdict {
                 Verdict::Agrees => tracing::info!("this replica's clock agrees with its peers'"),
                 Verdict::Disputed { off } => tracing::warn!(
                     max_offset_ms = self.max_ms,
                     ?off,
                     "these peers' clocks are off from ours (ms ahead, negative: behind), but \
-                     no majority agrees on another time, so this replica goes on serving; \
-                     check the clocks (NTP)"
+                     no majority agrees on another time, so this replica goes on serving \
+                     (unless its own clock was just stepped); check the clocks (NTP)"
                 ),
                 Verdict::Off { offset_ms, peers } => tracing::error!(
                     offset_ms,
@@ -189,22 +265,45 @@ impl ClockAgreement {
                 ),
             }
         }
-        let off = matches!(now, Verdict::Off { .. });
-        *last = now;
+        let off = matches!(verdict, Verdict::Off { .. });
+        *last = verdict;
         self.off.store(off, Ordering::Relaxed);
-        off
+        *lock(&self.checked) = Some(now);
+        off || self.stepped.load(Ordering::Relaxed)
     }
 
-    /// Why this replica refuses clients, if it does.
+    /// How far the wall clock was stepped since the last check.
+    fn step_since_check(&self, now: &Moment) -> i64 {
+        lock(&self.checked).map_or(0, |c| now.step_since(&c))
+    }
+
+    /// Why this replica refuses clients now, if it does.
     pub fn refusal(&self) -> Option<String> {
-        if !self.off.load(Ordering::Relaxed) {
+        self.refusal_at(&Moment::now())
+    }
+
+    /// Why this replica refuses clients at `now`, if it does.
+    pub fn refusal_at(&self, now: &Moment) -> Option<String> {
+        if self.off.load(Ordering::Relaxed)
+            && let Verdict::Off { offset_ms, peers } = &*lock(&self.last)
+        {
+            return Some(describe(*offset_ms, peers));
+        }
+        if self.max_ms == 0 {
             return None;
         }
-        match &*self.last.lock().unwrap_or_else(|p| p.into_inner()) {
-            Verdict::Off { offset_ms, peers } => Some(describe(*offset_ms, peers)),
-            _ => None,
-        }
+        let stepped =
+            self.stepped.load(Ordering::Relaxed) || self.step_since_check(now).abs() > STEP_MS;
+        stepped.then(|| {
+            "this server's clock has just been changed, so it serves no requests until it has \
+             compared it with the other servers' clocks; try another server"
+                .to_string()
+        })
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn changed_peers(a: &Verdict, b: &Verdict) -> bool {
@@ -233,12 +332,17 @@ fn describe(offset_ms: i64, peers: &[u32]) -> String {
 }
 
 fn human(ms: i64) -> String {
-    match ms {
-        ..1_000 => format!("{ms} ms"),
-        1_000..120_000 => format!("{} s", ms / 1_000),
-        120_000..3_600_000 => format!("{} min", ms / 60_000),
-        _ if ms % 3_600_000 == 0 => format!("{} h", ms / 3_600_000),
-        _ => format!("{:.1} h", ms as f64 / 3_600_000.0),
+    let secs = (ms + 500) / 1_000;
+    let mins = (ms + 30_000) / 60_000;
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if secs < 120 {
+        format!("{secs} s")
+    } else if mins < 60 {
+        format!("{mins} min")
+    } else {
+        let hours = format!("{:.1}", ms as f64 / 3_600_000.0);
+        format!("{} h", hours.trim_end_matches(".0"))
     }
 }
 
@@ -246,30 +350,90 @@ fn human(ms: i64) -> String {
 mod tests {
     use super::*;
 
+    /// A moment `ms` after `base` on both clocks, with the wall clock
+    /// stepped by `step_ms` besides.
+    fn later(base: Moment, ms: u64, step_ms: i64) -> Moment {
+        Moment {
+            wall_ms: base.wall_ms.saturating_add_signed(ms as i64 + step_ms),
+            mono: base.mono + Duration::from_millis(ms),
+        }
+    }
+
+    fn base() -> Moment {
+        Moment {
+            wall_ms: 1_800_000_000_000,
+            mono: Instant::now(),
+        }
+    }
+
     fn r(offset_ms: i64) -> Reading {
         Reading {
             offset_ms,
             error_ms: 1,
+            taken: base(),
         }
     }
 
     #[test]
     fn a_reading_is_the_offset_from_the_exchanges_midpoint() {
         // Sent at 1_000, answered at 1_010 on our clock; the peer said 61_005.
-        let got = Reading::from_exchange(61_005, 1_010, Duration::from_millis(10));
-        assert_eq!(
-            got,
-            Reading {
-                offset_ms: 60_000,
-                error_ms: 5
-            }
-        );
-        let behind = Reading::from_exchange(0, 3_600_000, Duration::from_millis(3));
+        let at = |wall_ms| Moment {
+            wall_ms,
+            mono: Instant::now(),
+        };
+        let got = Reading::from_exchange(61_005, at(1_010), Duration::from_millis(10));
+        assert_eq!((got.offset_ms, got.error_ms), (60_000, 5));
+        let behind = Reading::from_exchange(0, at(3_600_000), Duration::from_millis(3));
         assert_eq!(behind.offset_ms, -3_599_998);
         assert_eq!(behind.error_ms, 2);
         // Absurd inputs do not overflow.
-        let huge = Reading::from_exchange(u64::MAX, 0, Duration::MAX);
+        let huge = Reading::from_exchange(u64::MAX, at(0), Duration::MAX);
         assert!(huge.offset_ms > 0);
+    }
+
+    #[test]
+    fn a_reading_follows_a_step_of_our_own_clock() {
+        let t0 = base();
+        let reading = Reading::from_exchange(t0.wall_ms + 20, t0, Duration::ZERO);
+        assert_eq!(reading.offset_ms, 20);
+        // Time passing changes nothing; our clock jumping an hour ahead
+        // puts the peer an hour behind us.
+        assert_eq!(reading.as_of(&later(t0, 4_000, 0)).offset_ms, 20);
+        let jumped = reading.as_of(&later(t0, 4_000, 3_600_000));
+        assert_eq!(jumped.offset_ms, 20 - 3_600_000);
+        assert_eq!(later(t0, 250, -600_000).step_since(&t0), -600_000);
+    }
+
+    #[test]
+    fn a_stepped_clock_refuses_at_once_and_until_every_peer_agrees() {
+        let clock = ClockAgreement::new(Duration::from_secs(5));
+        let t0 = base();
+        // Two replicas live, clocks together.
+        let peer = Reading::from_exchange(t0.wall_ms, t0, Duration::ZERO);
+        assert!(!clock.update(&[(1, peer)], t0));
+        assert!(clock.refusal_at(&later(t0, 200, 0)).is_none());
+        // Our clock jumps an hour: refused at the next call, before any check.
+        let t1 = later(t0, 200, 3_600_000);
+        let why = clock.refusal_at(&t1).expect("refused at once");
+        assert!(why.contains("just been changed"), "{why}");
+        // The check: one peer against us -- no majority, but we jumped, so
+        // we go on refusing.
+        let t2 = later(t0, 250, 3_600_000);
+        assert!(clock.update(&[(1, peer.as_of(&t2))], t2));
+        assert!(clock.refusal_at(&later(t2, 1_000, 0)).is_some());
+        // The peer, which did not jump, serves on.
+        let other = ClockAgreement::new(Duration::from_secs(5));
+        let seen = Reading::from_exchange(t2.wall_ms, t0, Duration::ZERO);
+        assert!(!other.update(&[(2, seen)], t0));
+        assert!(other.refusal_at(&later(t0, 100, 0)).is_none());
+        // Put right: every peer agrees again, and we serve.
+        let t3 = later(t2, 1_000, -3_600_000);
+        assert!(!clock.update(&[(1, peer.as_of(&t3))], t3));
+        assert!(clock.refusal_at(&later(t3, 10, 0)).is_none());
+        // Zero: never refuses, steps or not.
+        let never = ClockAgreement::new(Duration::ZERO);
+        assert!(!never.update(&[(1, peer)], t0));
+        assert!(never.refusal_at(&t1).is_none());
     }
 
     #[test]
@@ -286,6 +450,9 @@ mod tests {
         assert!(describe(-3_600_000, &[1, 2]).contains("1 h ahead of"));
         assert!(describe(5_400_000, &[1, 2]).contains("1.5 h behind"));
         assert!(describe(-600_000, &[3, 4]).contains("10 min ahead of"));
+        assert!(describe(599_999, &[1]).contains("10 min behind"));
+        assert!(describe(-3_599_998, &[1]).contains("1 h ahead of"));
+        assert!(describe(6_400, &[1]).contains("6 s behind"));
         // One of the others: only the skewed peer is off.
         let other = verdict(5_000, &[(1, r(120)), (3, r(3_600_000))]);
         assert_eq!(
@@ -339,8 +506,8 @@ mod tests {
     fn an_uncertain_reading_does_not_count_against_us() {
         // 6 s off, but the round trip took 4 s: maybe only 4 s off.
         let slow = Reading {
-            offset_ms: 6_000,
             error_ms: 2_000,
+            ..r(6_000)
         };
         assert_eq!(verdict(5_000, &[(1, slow), (2, slow)]), Verdict::Agrees);
     }
@@ -348,16 +515,17 @@ mod tests {
     #[test]
     fn the_refusal_lasts_while_the_verdict_does() {
         let clock = ClockAgreement::new(Duration::from_secs(5));
-        assert!(clock.refusal().is_none());
-        assert!(clock.update(&[(1, r(7_200_000)), (2, r(7_200_000))]));
-        let why = clock.refusal().expect("refusing");
+        let t0 = base();
+        assert!(clock.refusal_at(&t0).is_none());
+        assert!(clock.update(&[(1, r(7_200_000)), (2, r(7_200_000))], t0));
+        let why = clock.refusal_at(&later(t0, 10, 0)).expect("refusing");
         assert!(
             why.contains("2 h behind") && why.contains("replicas 1, 2"),
             "{why}"
         );
-        assert!(!clock.update(&[(1, r(10)), (2, r(-10))]));
-        assert!(clock.refusal().is_none());
+        assert!(!clock.update(&[(1, r(10)), (2, r(-10))], later(t0, 250, 0)));
+        assert!(clock.refusal_at(&later(t0, 260, 0)).is_none());
         // No readings at all (alone): agrees.
-        assert!(!clock.update(&[]));
+        assert!(!clock.update(&[], later(t0, 500, 0)));
     }
 }

@@ -1763,13 +1763,20 @@ async fn a_replica_whose_clock_is_off_refuses_clients_until_it_agrees_again() {
         .await
         .expect("answered");
 
-    // Replica 3's clock jumps an hour ahead: it stands down within a few
-    // heartbeats, saying why.
-    skew.set(3_600_000);
+    // Replica 3's clock jumps an hour ahead: from the very next call it
+    // stamps nothing (the jump is seen against the monotonic clock), and
+    // once it has compared clocks it says why.
     let refused =
         |s: &tonic::Status| s.code() == Code::Unavailable && s.message().contains("clock");
-    let why = unread_until(cluster.r(3), &ann.token, "a refusal", |a| {
-        a.as_ref().is_err_and(refused)
+    let mut c3 = cluster.r(3).client().await;
+    skew.set(3_600_000);
+    let first = c3
+        .send_message(authed(&ann.token, send_req(&id(&bob), "from the future")))
+        .await;
+    assert!(first.as_ref().is_err_and(refused), "{first:?}");
+    let why = unread_until(cluster.r(3), &ann.token, "the reason", |a| {
+        a.as_ref()
+            .is_err_and(|s| refused(s) && s.message().contains("ahead of"))
     })
     .await
     .unwrap_err();
@@ -1778,7 +1785,6 @@ async fn a_replica_whose_clock_is_off_refuses_clients_until_it_agrees_again() {
         "{why:?}"
     );
     // Every call but ListServers is refused; the list shows it down.
-    let mut c3 = cluster.r(3).client().await;
     let send = c3
         .send_message(authed(&ann.token, send_req(&id(&bob), "from the future")))
         .await;
@@ -1799,11 +1805,17 @@ async fn a_replica_whose_clock_is_off_refuses_clients_until_it_agrees_again() {
     );
     let status = cluster.status(3).await.expect("status");
     assert!(status.clock_refusal.contains("ahead of"), "{status:?}");
-    let seen_by_1 = peer_status(&cluster, 1, 3).await;
-    let offset = seen_by_1
-        .clock_offset_ms
-        .expect("replica 1 reads 3's clock");
-    assert!((3_590_000..3_610_000).contains(&offset), "{seen_by_1:?}");
+    // Replica 1 reads 3's clock an hour ahead (at its next heartbeat).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen_by_1 = peer_status(&cluster, 1, 3).await;
+        let offset = seen_by_1.clock_offset_ms.unwrap_or(0);
+        if (3_590_000..3_610_000).contains(&offset) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{seen_by_1:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The other two see nothing wrong with their own clocks: they serve,
     // with the real time on what they stamp; replica 3 still replicates.
     sent_on_time(cluster.r(2), &ann.token, &id(&bob)).await;
@@ -1830,6 +1842,28 @@ async fn a_replica_whose_clock_is_off_refuses_clients_until_it_agrees_again() {
             assert!(m.sent_at_ms <= real_now_ms(), "replica {r}: {m:?}");
         }
     }
+
+    // With only two replicas live, a disagreement cannot say whose clock
+    // is wrong -- but the one that jumped is the suspect: it refuses until
+    // its clock agrees again, and the other serves on.
+    cluster.r(2).terminate().await;
+    skew.set(-3_600_000);
+    let send = c3
+        .send_message(authed(&ann.token, send_req(&id(&bob), "from the past")))
+        .await;
+    assert!(send.as_ref().is_err_and(refused), "{send:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await; // several checks
+    let send = c3
+        .send_message(authed(&ann.token, send_req(&id(&bob), "from the past")))
+        .await;
+    assert!(send.as_ref().is_err_and(refused), "{send:?}");
+    sent_on_time(cluster.r(1), &ann.token, &id(&bob)).await;
+    skew.reset();
+    unread_until(cluster.r(3), &ann.token, "serving again", Result::is_ok)
+        .await
+        .expect("answered");
+    sent_on_time(cluster.r(3), &ann.token, &id(&bob)).await;
+    cluster.r(2).start().await;
 
     // A replica that starts with its clock off never serves a client.
     cluster.r(3).terminate().await;

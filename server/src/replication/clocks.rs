@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cluster::{Cluster, LinkState};
-use crate::clock_agreement::Reading;
-use crate::hlc::wall_clock_ms;
+use crate::clock_agreement::{Moment, Reading};
 
 /// Readings older than this are not counted: the peer's clock may have
 /// moved since (and a peer that stopped answering is soon dead anyway).
@@ -24,19 +23,20 @@ const FRESH: Duration = Duration::from_secs(5);
 /// at `sent`. `None` from a peer that does not send its clock.
 pub fn reading(peer_clock_ms: u64, sent: Instant) -> Option<Reading> {
     (peer_clock_ms != 0)
-        .then(|| Reading::from_exchange(peer_clock_ms, wall_clock_ms(), sent.elapsed()))
+        .then(|| Reading::from_exchange(peer_clock_ms, Moment::now(), sent.elapsed()))
 }
 
 /// Checks this replica's clock against its live peers' latest fresh
 /// readings; returns whether it now refuses clients.
 pub fn check(cluster: &Cluster) -> bool {
+    let now = Moment::now();
     let readings: Vec<_> = cluster
         .links()
         .iter()
         .filter(|l| l.state() == LinkState::Live)
-        .filter_map(|l| Some((l.id, l.clock(FRESH)?)))
+        .filter_map(|l| Some((l.id, l.clock(FRESH)?.as_of(&now))))
         .collect();
-    cluster.clock.update(&readings)
+    cluster.clock.update(&readings, now)
 }
 
 /// Checks the clock every heartbeat interval, for good.
