@@ -203,9 +203,10 @@ pub fn verdict(max_ms: i64, readings: &[(u32, Reading)]) -> Verdict {
 /// call also compares the wall clock's movement since the last check with
 /// the monotonic clock's ([`Moment::step_since`]) and is refused if the
 /// wall clock jumped. And a replica whose clock has jumped stays refusing
-/// until a check finds it agreeing with *every* peer heard from: when only
-/// two replicas are live, a disagreement cannot say which clock is wrong,
-/// but the one that just jumped is the suspect.
+/// until a check finds it agreeing with *every* peer heard from (and hears
+/// from at least one, if it has any): when only two replicas are live, a
+/// disagreement cannot say which clock is wrong, but the one that just
+/// jumped is the suspect.
 pub struct ClockAgreement {
     max_ms: i64,
     off: AtomicBool,
@@ -227,10 +228,12 @@ impl ClockAgreement {
         }
     }
 
-    /// Decides from `readings` (each peer's latest recent one, as of `now`),
-    /// logs what changed, and returns whether this replica now refuses
-    /// clients.
-    pub fn update(&self, readings: &[(u32, Reading)], now: Moment) -> bool {
+    /// Decides from `readings` (each live peer's latest recent one, as of
+    /// `now`), logs what changed, and returns whether this replica now
+    /// refuses clients. `has_peers`: whether the cluster has other replicas
+    /// at all -- a replica whose clock jumped while none of them is live
+    /// waits for one to compare with; one that has none never can.
+    pub fn update(&self, readings: &[(u32, Reading)], now: Moment, has_peers: bool) -> bool {
         let verdict = verdict(self.max_ms, readings);
         let step = self.step_since_check(&now);
         if self.max_ms > 0 && step.abs() > STEP_MS && !self.stepped.swap(true, Ordering::Relaxed) {
@@ -240,7 +243,8 @@ impl ClockAgreement {
                  agrees with every peer's"
             );
         }
-        if verdict == Verdict::Agrees && self.stepped.swap(false, Ordering::Relaxed) {
+        let confirmed = !readings.is_empty() || !has_peers;
+        if verdict == Verdict::Agrees && confirmed && self.stepped.swap(false, Ordering::Relaxed) {
             tracing::info!("after the step, this replica's clock agrees with its peers'");
         }
         let mut last = lock(&self.last);
@@ -410,7 +414,7 @@ mod tests {
         let t0 = base();
         // Two replicas live, clocks together.
         let peer = Reading::from_exchange(t0.wall_ms, t0, Duration::ZERO);
-        assert!(!clock.update(&[(1, peer)], t0));
+        assert!(!clock.update(&[(1, peer)], t0, true));
         assert!(clock.refusal_at(&later(t0, 200, 0)).is_none());
         // Our clock jumps an hour: refused at the next call, before any check.
         let t1 = later(t0, 200, 3_600_000);
@@ -419,20 +423,31 @@ mod tests {
         // The check: one peer against us -- no majority, but we jumped, so
         // we go on refusing.
         let t2 = later(t0, 250, 3_600_000);
-        assert!(clock.update(&[(1, peer.as_of(&t2))], t2));
+        assert!(clock.update(&[(1, peer.as_of(&t2))], t2, true));
         assert!(clock.refusal_at(&later(t2, 1_000, 0)).is_some());
         // The peer, which did not jump, serves on.
         let other = ClockAgreement::new(Duration::from_secs(5));
         let seen = Reading::from_exchange(t2.wall_ms, t0, Duration::ZERO);
-        assert!(!other.update(&[(2, seen)], t0));
+        assert!(!other.update(&[(2, seen)], t0, true));
         assert!(other.refusal_at(&later(t0, 100, 0)).is_none());
         // Put right: every peer agrees again, and we serve.
         let t3 = later(t2, 1_000, -3_600_000);
-        assert!(!clock.update(&[(1, peer.as_of(&t3))], t3));
+        assert!(!clock.update(&[(1, peer.as_of(&t3))], t3, true));
         assert!(clock.refusal_at(&later(t3, 10, 0)).is_none());
+        // A jump while no peer is live: it waits for one to compare with;
+        // a replica with no peers at all cannot, and serves.
+        let t4 = later(t3, 1_000, 600_000);
+        assert!(clock.update(&[], t4, true));
+        assert!(clock.refusal_at(&later(t4, 10, 0)).is_some());
+        let t5 = later(t4, 0, -600_000);
+        assert!(!clock.update(&[(1, peer.as_of(&t5))], t5, true));
+        let solo = ClockAgreement::new(Duration::from_secs(5));
+        assert!(!solo.update(&[], t0, false));
+        assert!(!solo.update(&[], t1, false));
+        assert!(solo.refusal_at(&later(t1, 10, 0)).is_none());
         // Zero: never refuses, steps or not.
         let never = ClockAgreement::new(Duration::ZERO);
-        assert!(!never.update(&[(1, peer)], t0));
+        assert!(!never.update(&[(1, peer)], t0, true));
         assert!(never.refusal_at(&t1).is_none());
     }
 
@@ -517,15 +532,15 @@ mod tests {
         let clock = ClockAgreement::new(Duration::from_secs(5));
         let t0 = base();
         assert!(clock.refusal_at(&t0).is_none());
-        assert!(clock.update(&[(1, r(7_200_000)), (2, r(7_200_000))], t0));
+        assert!(clock.update(&[(1, r(7_200_000)), (2, r(7_200_000))], t0, true));
         let why = clock.refusal_at(&later(t0, 10, 0)).expect("refusing");
         assert!(
             why.contains("2 h behind") && why.contains("replicas 1, 2"),
             "{why}"
         );
-        assert!(!clock.update(&[(1, r(10)), (2, r(-10))], later(t0, 250, 0)));
+        assert!(!clock.update(&[(1, r(10)), (2, r(-10))], later(t0, 250, 0), true));
         assert!(clock.refusal_at(&later(t0, 260, 0)).is_none());
         // No readings at all (alone): agrees.
-        assert!(!clock.update(&[], later(t0, 500, 0)));
+        assert!(!clock.update(&[], later(t0, 500, 0), true));
     }
 }

@@ -20,6 +20,7 @@ use tower_http::services::{ServeDir, ServeFile};
 
 use crate::api::{ChatApi, Context};
 use crate::auth::{ClusterSecret, Passwords, Sessions, Throttle, throttle};
+use crate::clock_agreement::ClockAgreement;
 use crate::config::ServeArgs;
 use crate::events::EventHub;
 use crate::proto::replication::ReplicaInfo;
@@ -86,7 +87,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let settings = Settings {
         relay_timeout: Duration::from_millis(args.relay_timeout_ms),
         heartbeat: Duration::from_millis(args.heartbeat_ms),
-        max_clock_offset: Duration::from_millis(args.max_clock_offset_ms),
     };
     let dialer = Dialer {
         key: AddPeerKey::new(&secret),
@@ -99,7 +99,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 
     let events = EventHub::default();
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-    let writer = Writer::start(store.clone(), origin, events.clone(), acks_tx)?;
+    let clock_agreement = Arc::new(ClockAgreement::new(Duration::from_millis(
+        args.max_clock_offset_ms,
+    )));
+    let writer = Writer::start(
+        store.clone(),
+        origin,
+        events.clone(),
+        acks_tx,
+        clock_agreement.clone(),
+    )?;
     if args.disk_stall_timeout_ms > 0 {
         tokio::spawn(crate::disk_watchdog::watch(
             writer.clone(),
@@ -109,8 +118,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     // Replication first: peers must be able to reach us while we sync.
-    let cluster = Cluster::new(me, store.clone(), writer.clone(), settings, dialer)
-        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let cluster = Cluster::new(
+        me,
+        store.clone(),
+        writer.clone(),
+        settings,
+        dialer,
+        clock_agreement.clone(),
+    )
+    .map_err(|e| ServeError::Config(e.to_string()))?;
     let replication_listener = bind(args.replication_addr).await?;
     let replication = tokio::spawn(serve_replication(
         cluster.clone(),
@@ -156,7 +172,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         }),
         events,
         servers: cluster.clone(),
-        clock: cluster.clock.clone(),
+        clock: clock_agreement,
         shutdown: shutdown_rx.clone(),
         streams: Default::default(),
     });

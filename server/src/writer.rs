@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::ReadCache;
+use crate::clock_agreement::ClockAgreement;
 use crate::disk_watchdog::BatchClock;
 use crate::entry::{Entry, Erasure};
 use crate::events::EventHub;
@@ -76,6 +77,10 @@ pub enum WriteError {
     Gap { origin: u32, held: u64, got: u64 },
     #[error("this replica cannot write: {0}")]
     Unavailable(String),
+    /// This replica's clock is off, or was just stepped
+    /// (`crate::clock_agreement`): nothing may be stamped with it.
+    #[error("{0}")]
+    ClockOff(String),
 }
 
 /// Why the writer stopped committing: from then on it refuses every job, and
@@ -158,6 +163,7 @@ impl Writer {
         origin: u32,
         events: EventHub,
         acks: mpsc::UnboundedSender<ProposedBatch>,
+        clock_agreement: Arc<ClockAgreement>,
     ) -> Result<Self, StorageError> {
         let cutoffs = store.cutoffs()?;
         let hlc = Hlc::new(store.max_hlc()?);
@@ -175,6 +181,7 @@ impl Writer {
             shared: shared.clone(),
             failure: failure.clone(),
             clock: clock.clone(),
+            clock_agreement,
             closed: false,
         };
         std::thread::Builder::new()
@@ -324,6 +331,9 @@ struct WriterThread {
     failure: Arc<watch::Sender<Option<Failure>>>,
     /// Marks each batch's start and end for the disk watchdog.
     clock: Arc<BatchClock>,
+    /// Whether this replica's wall clock may stamp entries: checked again
+    /// at the stamp, since the API's check of it was made a little earlier.
+    clock_agreement: Arc<ClockAgreement>,
     /// Set by [`Job::Close`]: local commands are refused from then on.
     closed: bool,
 }
@@ -533,6 +543,9 @@ impl WriterThread {
         match state::check(command, &request_id, overlay)? {
             Checked::AlreadyDone => Ok(Outcome::AlreadyDone),
             Checked::Apply(op) => {
+                if let Some(why) = self.clock_agreement.refusal() {
+                    return Err(WriteError::ClockOff(why));
+                }
                 let seq = self.cutoffs.get(&self.origin).copied().unwrap_or(0) + 1;
                 let entry = Entry {
                     origin: self.origin,

@@ -26,6 +26,14 @@ impl ClockSkew {
         }
     }
 
+    /// Another replica's clock, with the same library.
+    pub fn another(&self, name: &str) -> Self {
+        Self {
+            library: self.library.clone(),
+            file: self.file.with_file_name(format!("{name}-clock-offset-ms")),
+        }
+    }
+
     /// Preloads the library into `replica` (when it next starts).
     pub fn attach(&self, replica: &mut Replica) {
         replica

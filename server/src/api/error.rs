@@ -71,7 +71,9 @@ impl From<ApiError> for Status {
                 Status::unavailable(msg)
             }
             ApiError::Throttled(_) | ApiError::TooManyStreams(_) => Status::resource_exhausted(msg),
-            ApiError::ClockOff(_) => Status::unavailable(msg),
+            ApiError::ClockOff(_) | ApiError::Write(WriteError::ClockOff(_)) => {
+                Status::unavailable(msg)
+            }
             ApiError::Hash(_) => {
                 tracing::error!(error = %msg, "password hashing failed");
                 Status::internal(msg)

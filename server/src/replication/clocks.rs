@@ -30,13 +30,14 @@ pub fn reading(peer_clock_ms: u64, sent: Instant) -> Option<Reading> {
 /// readings; returns whether it now refuses clients.
 pub fn check(cluster: &Cluster) -> bool {
     let now = Moment::now();
-    let readings: Vec<_> = cluster
-        .links()
+    let links = cluster.links();
+    let has_peers = links.iter().any(|l| l.state() != LinkState::Retired);
+    let readings: Vec<_> = links
         .iter()
         .filter(|l| l.state() == LinkState::Live)
         .filter_map(|l| Some((l.id, l.clock(FRESH)?.as_of(&now))))
         .collect();
-    cluster.clock.update(&readings, now)
+    cluster.clock.update(&readings, now, has_peers)
 }
 
 /// Checks the clock every heartbeat interval, for good.

@@ -37,9 +37,6 @@ pub struct Settings {
     /// Interval between heartbeats to an idle live peer, and between
     /// introduction attempts to a dead one (twice this).
     pub heartbeat: Duration,
-    /// How far this replica's clock may be from most of the cluster's before
-    /// it refuses clients (`crate::clock_agreement`); zero never refuses.
-    pub max_clock_offset: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,12 +254,13 @@ impl Cluster {
         writer: Writer,
         settings: Settings,
         dialer: Dialer,
+        clock: Arc<ClockAgreement>,
     ) -> Result<Arc<Self>, ClusterError> {
         let cluster = Arc::new(Self {
             me,
             store,
             writer,
-            clock: Arc::new(ClockAgreement::new(settings.max_clock_offset)),
+            clock,
             settings,
             dialer,
             links: Mutex::new(BTreeMap::new()),

@@ -46,6 +46,8 @@ pub struct View {
     pub messages: BTreeMap<String, (String, String, String, bool)>,
     /// Account id -> unread count reported at login.
     pub unread: BTreeMap<String, u64>,
+    /// Message id -> its time (`sent_at_ms`).
+    pub times: BTreeMap<String, i64>,
 }
 
 pub struct Anomalies(pub Vec<String>);
@@ -132,6 +134,7 @@ pub async fn read_view(url: &str, accounts: &[Account], anomalies: &mut Anomalie
                 ));
             }
             for m in big {
+                view.times.insert(m.id.clone(), m.sent_at_ms);
                 view.messages.insert(
                     m.id,
                     (
@@ -145,6 +148,69 @@ pub async fn read_view(url: &str, accounts: &[Account], anomalies: &mut Anomalie
         }
     }
     view
+}
+
+/// How far a message's time may be from the real time of its send: the
+/// replicas share this machine's clock, so only a stamp made with a
+/// replica's wrong clock (the nemesis's clock jumps) can be further off.
+const TIME_SLACK_MS: i64 = 1_000;
+
+/// Check 8: every message carries the real time it was sent at -- not
+/// before its send began and, for an acknowledged send, not after the
+/// answer -- even when the nemesis moved a replica's clock by seconds to
+/// hours (a replica whose clock is off or has just jumped stamps nothing,
+/// docs/replication.md "A wrong clock"). `started_wall_ms`: the real time
+/// at the history's start, which record times count from.
+pub fn check_times(
+    view: &View,
+    history: &[Record],
+    started_wall_ms: i64,
+    anomalies: &mut Anomalies,
+) {
+    let by_body: HashMap<&str, &str> = view
+        .messages
+        .iter()
+        .map(|(id, (_, _, body, _))| (body.as_str(), id.as_str()))
+        .collect();
+    let mut off = 0;
+    for rec in history {
+        let Op::Send { body, .. } = &rec.op else {
+            continue;
+        };
+        let Some(time) = by_body
+            .get(body.as_str())
+            .and_then(|id| view.times.get(*id))
+        else {
+            continue;
+        };
+        let wall = |d: std::time::Duration| started_wall_ms + d.as_millis() as i64;
+        let earliest = wall(rec.start) - TIME_SLACK_MS;
+        let latest = match rec.outcome {
+            Outcome::Ok => wall(rec.end) + TIME_SLACK_MS,
+            // Unanswered: it may have been accepted later, but never
+            // stamped in the future.
+            _ => i64::MAX,
+        };
+        if !(earliest..=latest).contains(time) {
+            off += 1;
+            if off <= 10 {
+                anomalies.add(format!(
+                    "message {body:?} (op {}, {:?}) is stamped {time} ms, {} ms from its send at {}..{} ms",
+                    rec.id,
+                    rec.outcome,
+                    if *time < earliest { time - earliest } else { time - latest },
+                    earliest + TIME_SLACK_MS,
+                    wall(rec.end)
+                ));
+            }
+        }
+    }
+    if off > 10 {
+        anomalies.add(format!(
+            "... {} more messages stamped off their send's time",
+            off - 10
+        ));
+    }
 }
 
 /// Checks the logs of stopped replicas (their data directories, in replica
@@ -631,7 +697,57 @@ mod tests {
                 })
                 .collect(),
             unread: [("b".to_string(), unread_b)].into(),
+            times: Default::default(),
         }
+    }
+
+    #[test]
+    fn finds_messages_stamped_off_the_time_they_were_sent() {
+        let at = |id: u64, body: &str, start_ms: u64, end_ms: u64, outcome| Record {
+            start: Duration::from_millis(start_ms),
+            end: Duration::from_millis(end_ms),
+            ..send(id, body, None, outcome)
+        };
+        let history = [
+            at(0, "on time", 1_000, 1_020, Outcome::Ok),
+            at(1, "from a clock an hour ahead", 2_000, 2_010, Outcome::Ok),
+            at(2, "answered late", 3_000, 9_000, Outcome::Unknown),
+            at(
+                3,
+                "from a clock ten minutes behind",
+                4_000,
+                4_005,
+                Outcome::Unknown,
+            ),
+            at(4, "never stored", 5_000, 5_010, Outcome::Unknown),
+        ];
+        let base = 1_800_000_000_000;
+        let mut v = view(
+            &[
+                ("m0", "on time", false),
+                ("m1", "from a clock an hour ahead", false),
+                ("m2", "answered late", false),
+                ("m3", "from a clock ten minutes behind", false),
+            ],
+            0,
+        );
+        v.times = [
+            ("m0".to_string(), base + 1_010),
+            ("m1".to_string(), base + 2_005 + 3_600_000),
+            // Accepted after the client gave up: later than its end, fine.
+            ("m2".to_string(), base + 20_000),
+            ("m3".to_string(), base + 4_002 - 600_000),
+        ]
+        .into();
+        let mut a = Anomalies(Vec::new());
+        check_times(&v, &history, base, &mut a);
+        assert_eq!(a.0.len(), 2, "{:#?}", a.0);
+        assert!(
+            a.0[0].contains("an hour ahead") && a.0[0].contains("3598995 ms"),
+            "{}",
+            a.0[0]
+        );
+        assert!(a.0[1].contains("ten minutes behind"), "{}", a.0[1]);
     }
 
     async fn anomalies(views: &[View], history: &[Record]) -> Vec<String> {

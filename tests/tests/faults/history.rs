@@ -92,15 +92,27 @@ pub struct Record {
 
 pub struct History {
     started: Instant,
+    /// The real time at `started`, in ms since the Unix epoch.
+    started_wall_ms: i64,
     records: Mutex<Vec<Record>>,
 }
 
 impl History {
     pub fn new(started: Instant) -> Self {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970");
         Self {
             started,
+            started_wall_ms: (since_epoch.saturating_sub(started.elapsed())).as_millis() as i64,
             records: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The real time at which the history's clock started, in ms since the
+    /// Unix epoch.
+    pub fn started_wall_ms(&self) -> i64 {
+        self.started_wall_ms
     }
 
     pub fn now(&self) -> Duration {

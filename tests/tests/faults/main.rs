@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use chat_tests::clock_skew::ClockSkew;
 use chat_tests::netlab::NetLab;
 use chat_tests::{Replica, TestDir};
 
@@ -84,6 +85,10 @@ async fn faults() {
         )
     });
     let dir = TestDir::new("faults");
+    let first_clock = ClockSkew::build(dir.path(), "replica-1");
+    let clocks: Vec<ClockSkew> = (1..=3)
+        .map(|i| first_clock.another(&format!("replica-{i}")))
+        .collect();
     let mut replicas = Vec::new();
     let repl_addr = |i: usize| std::net::SocketAddr::from((lab.host_ip(i), 7101));
     for i in 1..=3usize {
@@ -97,6 +102,7 @@ async fn faults() {
         // per-address password limit is off here (the per-account one stays).
         r.extra_args
             .extend(["--password-tries-per-address", "0"].map(String::from));
+        clocks[i - 1].attach(&mut r);
         r.spawn();
         replicas.push(r);
     }
@@ -107,6 +113,7 @@ async fn faults() {
     let cluster = Arc::new(Cluster {
         replicas: tokio::sync::Mutex::new(replicas),
         lab,
+        clocks,
     });
 
     let started = Instant::now();
@@ -178,6 +185,12 @@ async fn faults() {
     )
     .await;
     anomalies.0.extend(workload::monotonic_reads(&records));
+    checker::check_times(
+        &views[0],
+        &records,
+        history.started_wall_ms(),
+        &mut anomalies,
+    );
     // The logs, read from disk: stop the replicas first.
     let data_dirs: Vec<_> = {
         let mut replicas = cluster.replicas.lock().await;
@@ -293,7 +306,12 @@ async fn converge(urls: &[String], cluster: &Arc<Cluster>) -> Result<(), String>
         if statuses.len() == 3 {
             let digests: std::collections::HashSet<_> =
                 statuses.iter().map(|s| s.state_digest.clone()).collect();
-            let live = statuses.iter().all(|s| s.peers.iter().all(|p| p.live));
+            // Peers live, and no replica refusing clients over its clock
+            // (one put right by the nemesis's last fault must first
+            // compare it with the others').
+            let live = statuses
+                .iter()
+                .all(|s| s.peers.iter().all(|p| p.live) && s.clock_refusal.is_empty());
             if digests.len() == 1 && live {
                 return Ok(());
             }

@@ -5,14 +5,16 @@
 //! Faults: kill -9 and restart of one replica; SIGSTOP for longer than the
 //! relay deadline, then SIGCONT; a network partition between two replicas, or
 //! one replica cut off from both others, then healed; a rolling restart of all
-//! replicas; and two replicas killed at once. Never all three down: clients
-//! must always have a replica to write to.
+//! replicas; two replicas killed at once; and one replica's wall clock
+//! jumping seconds to hours ahead or behind, then put right. Never all three
+//! down: clients must always have a replica to write to.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_tests::Replica;
+use chat_tests::clock_skew::ClockSkew;
 use chat_tests::netlab::NetLab;
 use nix::sys::signal::Signal;
 use rand::rngs::SmallRng;
@@ -22,6 +24,8 @@ use tokio::sync::Mutex;
 pub struct Cluster {
     pub replicas: Mutex<Vec<Replica>>,
     pub lab: NetLab,
+    /// Each replica's clock (replica 1's first).
+    pub clocks: Vec<ClockSkew>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,6 +36,7 @@ pub enum Kind {
     Isolate,
     RollingRestart,
     DoubleKill,
+    ClockJump,
 }
 
 pub struct Report {
@@ -52,25 +57,35 @@ pub async fn run(cluster: Arc<Cluster>, seed: u64, faults: usize, started: Insta
         let quiet = Duration::from_millis(rng.random_range(300..1500));
         tokio::time::sleep(quiet).await;
         let kind = match rng.random_range(0..100) {
-            0..30 => Kind::KillRestart,
-            30..50 => Kind::Pause,
-            50..70 => Kind::Partition,
-            70..82 => Kind::Isolate,
-            82..90 => Kind::RollingRestart,
-            _ => Kind::DoubleKill,
+            0..27 => Kind::KillRestart,
+            27..45 => Kind::Pause,
+            45..63 => Kind::Partition,
+            63..74 => Kind::Isolate,
+            74..82 => Kind::RollingRestart,
+            82..90 => Kind::DoubleKill,
+            _ => Kind::ClockJump,
         };
         let a = rng.random_range(1..=3usize);
         let b = 1 + (a + rng.random_range(0..2usize)) % 3;
         let hold = Duration::from_millis(rng.random_range(500..3000));
+        // A jump of 10 s to 2 h, either way.
+        let jump_ms = rng.random_range(10_000..7_200_000i64) * if rng.random() { 1 } else { -1 };
         let t = started.elapsed();
-        let what = apply(&cluster, kind, a, b, hold).await;
+        let what = apply(&cluster, kind, a, b, hold, jump_ms).await;
         report.log.push(format!("{:>8.3}s {what}", t.as_secs_f64()));
         *report.by_kind.entry(kind).or_default() += 1;
     }
     report
 }
 
-async fn apply(cluster: &Cluster, kind: Kind, a: usize, b: usize, hold: Duration) -> String {
+async fn apply(
+    cluster: &Cluster,
+    kind: Kind,
+    a: usize,
+    b: usize,
+    hold: Duration,
+    jump_ms: i64,
+) -> String {
     match kind {
         Kind::KillRestart => {
             kill(cluster, a).await;
@@ -117,6 +132,16 @@ async fn apply(cluster: &Cluster, kind: Kind, a: usize, b: usize, hold: Duration
             restart(cluster, a).await;
             restart(cluster, b).await;
             format!("kill -9 replicas {a} and {b}, restart after {hold:?}")
+        }
+        Kind::ClockJump => {
+            let clock = &cluster.clocks[a - 1];
+            clock.set(jump_ms);
+            tokio::time::sleep(hold * 2).await;
+            clock.reset();
+            format!(
+                "clock of replica {a} off by {jump_ms} ms for {:?}",
+                hold * 2
+            )
         }
     }
 }
