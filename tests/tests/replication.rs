@@ -1230,6 +1230,10 @@ async fn metrics_count_calls_and_commits_and_show_live_peers() {
     );
     assert_eq!(metric(&m1, "chat_serving"), Some(1.0), "{m1}");
     assert_eq!(metric(&m1, "chat_peer_up{peer=\"2\"}"), Some(1.0), "{m1}");
+    // Same machine, same clock: the peer reads within a second of ours.
+    let offset = metric(&m1, "chat_peer_clock_offset_seconds{peer=\"2\"}").expect("offset");
+    assert!(offset.abs() < 1.0, "{m1}");
+    assert_eq!(metric(&m1, "chat_clock_refusing"), Some(0.0), "{m1}");
     assert_eq!(
         metric(&m1, "chat_relay_entries_total{peer=\"2\"}"),
         Some(3.0),
