@@ -45,13 +45,16 @@
 //! availability wins over a dispute that affects displayed times.
 //!
 //! A clock can also *jump* between two checks: [`ClockAgreement`] catches
-//! that on the call itself, against the monotonic clock.
+//! that on the call itself, against the monotonic clock. A replica whose
+//! clock jumped, or that just started, is a suspect that must be agreed
+//! with by most of the replicas it hears from before it serves -- which
+//! settles the two-replica case for it.
 //!
 //! [`verdict`] is the pure decision; [`ClockAgreement`] holds its latest
 //! outcome for the client API.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// A wall clock that moves more than this against the monotonic clock
@@ -202,15 +205,21 @@ pub fn verdict(max_ms: i64, readings: &[(u32, Reading)]) -> Verdict {
 /// stepped; a write stamped in between would carry the new time. So every
 /// call also compares the wall clock's movement since the last check with
 /// the monotonic clock's ([`Moment::step_since`]) and is refused if the
-/// wall clock jumped. And a replica whose clock has jumped stays refusing
-/// until a check finds it agreeing with *every* peer heard from (and hears
-/// from at least one, if it has any): when only two replicas are live, a
-/// disagreement cannot say which clock is wrong, but the one that just
-/// jumped is the suspect.
+/// wall clock jumped.
+///
+/// And a replica whose clock has jumped, or that has just started, is a
+/// *suspect*: it refuses until a check finds a strict majority of the
+/// replicas it hears from (itself included) agreeing with its clock. When
+/// only two replicas are live, a disagreement cannot say which clock is
+/// wrong, but the one that just jumped or just came up is the one to doubt.
+/// A suspect that hears from no peer waits for one -- unless it has just
+/// started (a cluster must be able to restart after a total outage) or has
+/// no peers at all.
 pub struct ClockAgreement {
     max_ms: i64,
     off: AtomicBool,
-    stepped: AtomicBool,
+    /// `CONFIRMED`, `STARTED` or `JUMPED`.
+    suspect: AtomicU8,
     last: Mutex<Verdict>,
     /// When the last check was made (none yet: nothing to compare with).
     checked: Mutex<Option<Moment>>,
@@ -222,7 +231,11 @@ impl ClockAgreement {
         Self {
             max_ms: i64::try_from(max_offset.as_millis()).unwrap_or(i64::MAX),
             off: AtomicBool::new(false),
-            stepped: AtomicBool::new(false),
+            suspect: AtomicU8::new(if max_offset.is_zero() {
+                CONFIRMED
+            } else {
+                STARTED
+            }),
             last: Mutex::new(Verdict::Agrees),
             checked: Mutex::new(None),
         }
@@ -231,21 +244,35 @@ impl ClockAgreement {
     /// Decides from `readings` (each live peer's latest recent one, as of
     /// `now`), logs what changed, and returns whether this replica now
     /// refuses clients. `has_peers`: whether the cluster has other replicas
-    /// at all -- a replica whose clock jumped while none of them is live
-    /// waits for one to compare with; one that has none never can.
+    /// at all (a suspect with none to hear from cannot wait for them).
     pub fn update(&self, readings: &[(u32, Reading)], now: Moment, has_peers: bool) -> bool {
         let verdict = verdict(self.max_ms, readings);
         let step = self.step_since_check(&now);
-        if self.max_ms > 0 && step.abs() > STEP_MS && !self.stepped.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                step_ms = step,
-                "this replica's wall clock was stepped; it refuses clients until its clock \
-                 agrees with every peer's"
-            );
+        if self.max_ms > 0 && step.abs() > STEP_MS {
+            let was = self.suspect.swap(JUMPED, Ordering::Relaxed);
+            if was != JUMPED {
+                tracing::warn!(
+                    step_ms = step,
+                    "this replica's wall clock was stepped; it refuses clients until most of \
+                     the replicas it hears from agree with its clock"
+                );
+            }
         }
-        let confirmed = !readings.is_empty() || !has_peers;
-        if verdict == Verdict::Agrees && confirmed && self.stepped.swap(false, Ordering::Relaxed) {
-            tracing::info!("after the step, this replica's clock agrees with its peers'");
+        let agreeing = 1 + readings
+            .iter()
+            .filter(|(_, r)| !r.certainly_off(self.max_ms))
+            .count();
+        let suspect = self.suspect.load(Ordering::Relaxed);
+        let confirmed = if readings.is_empty() {
+            !has_peers || suspect == STARTED
+        } else {
+            agreeing * 2 > readings.len() + 1
+        };
+        if confirmed && suspect != CONFIRMED {
+            self.suspect.store(CONFIRMED, Ordering::Relaxed);
+            if suspect == JUMPED {
+                tracing::info!("after the step, this replica's clock agrees with its peers'");
+            }
         }
         let mut last = lock(&self.last);
         if std::mem::discriminant(&verdict) != std::mem::discriminant(&*last)
@@ -258,7 +285,8 @@ impl ClockAgreement {
                     ?off,
                     "these peers' clocks are off from ours (ms ahead, negative: behind), but \
                      no majority agrees on another time, so this replica goes on serving \
-                     (unless its own clock was just stepped); check the clocks (NTP)"
+                     (unless its own clock just jumped, or it just started); check the \
+                     clocks (NTP)"
                 ),
                 Verdict::Off { offset_ms, peers } => tracing::error!(
                     offset_ms,
@@ -273,7 +301,7 @@ impl ClockAgreement {
         *last = verdict;
         self.off.store(off, Ordering::Relaxed);
         *lock(&self.checked) = Some(now);
-        off || self.stepped.load(Ordering::Relaxed)
+        off || self.suspect.load(Ordering::Relaxed) != CONFIRMED
     }
 
     /// How far the wall clock was stepped since the last check.
@@ -296,15 +324,28 @@ impl ClockAgreement {
         if self.max_ms == 0 {
             return None;
         }
-        let stepped =
-            self.stepped.load(Ordering::Relaxed) || self.step_since_check(now).abs() > STEP_MS;
-        stepped.then(|| {
-            "this server's clock has just been changed, so it serves no requests until it has \
-             compared it with the other servers' clocks; try another server"
-                .to_string()
-        })
+        let jumped = self.step_since_check(now).abs() > STEP_MS;
+        match self.suspect.load(Ordering::Relaxed) {
+            _ if jumped => Some(JUMPED_REFUSAL.to_string()),
+            JUMPED => Some(JUMPED_REFUSAL.to_string()),
+            STARTED if lock(&self.checked).is_some() => Some(
+                "this server has just started and its clock disagrees with another server's, \
+                 so it serves no requests until most of the servers it reaches agree with its \
+                 clock; try another server"
+                    .to_string(),
+            ),
+            // Not checked yet: nothing is served before the first check.
+            _ => None,
+        }
     }
 }
+
+const CONFIRMED: u8 = 0;
+const STARTED: u8 = 1;
+const JUMPED: u8 = 2;
+
+const JUMPED_REFUSAL: &str = "this server's clock has just been changed, so it serves no \
+     requests until it has compared it with the other servers' clocks; try another server";
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -409,7 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stepped_clock_refuses_at_once_and_until_every_peer_agrees() {
+    fn a_stepped_clock_refuses_at_once_and_until_most_agree() {
         let clock = ClockAgreement::new(Duration::from_secs(5));
         let t0 = base();
         // Two replicas live, clocks together.
@@ -427,9 +468,11 @@ mod tests {
         assert!(clock.refusal_at(&later(t2, 1_000, 0)).is_some());
         // The peer, which did not jump, serves on.
         let other = ClockAgreement::new(Duration::from_secs(5));
+        let before = Reading::from_exchange(t0.wall_ms, t0, Duration::ZERO);
+        assert!(!other.update(&[(2, before)], t0, true));
         let seen = Reading::from_exchange(t2.wall_ms, t0, Duration::ZERO);
-        assert!(!other.update(&[(2, seen)], t0, true));
-        assert!(other.refusal_at(&later(t0, 100, 0)).is_none());
+        assert!(!other.update(&[(2, seen)], later(t0, 250, 0), true));
+        assert!(other.refusal_at(&later(t0, 300, 0)).is_none());
         // Put right: every peer agrees again, and we serve.
         let t3 = later(t2, 1_000, -3_600_000);
         assert!(!clock.update(&[(1, peer.as_of(&t3))], t3, true));
@@ -515,6 +558,33 @@ mod tests {
             verdict(0, &[(1, r(-3_600_000)), (2, r(-3_600_000))]),
             Verdict::Disputed { .. }
         ));
+    }
+
+    #[test]
+    fn a_replica_just_started_serves_once_most_of_those_it_hears_agree() {
+        let t0 = base();
+        let agreeing = Reading::from_exchange(t0.wall_ms, t0, Duration::ZERO);
+        let hour_ahead = Reading::from_exchange(t0.wall_ms + 3_600_000, t0, Duration::ZERO);
+        // Nothing is served before the first check; after it, with every
+        // peer agreeing, everything is.
+        let fresh = || ClockAgreement::new(Duration::from_secs(5));
+        let clock = fresh();
+        assert!(clock.refusal_at(&t0).is_none());
+        assert!(!clock.update(&[(1, agreeing), (2, agreeing)], t0, true));
+        // One other replica live, and it disagrees: the one that just came
+        // up is the one to doubt.
+        let clock = fresh();
+        assert!(clock.update(&[(1, hour_ahead)], t0, true));
+        let why = clock.refusal_at(&later(t0, 10, 0)).expect("refused");
+        assert!(why.contains("just started"), "{why}");
+        // ... until they agree.
+        assert!(!clock.update(&[(1, agreeing)], later(t0, 250, 0), true));
+        assert!(clock.refusal_at(&later(t0, 260, 0)).is_none());
+        // Two others, one of them off: the majority agrees with us.
+        let clock = fresh();
+        assert!(!clock.update(&[(1, agreeing), (2, hour_ahead)], t0, true));
+        // Alone after a total outage: it serves.
+        assert!(!fresh().update(&[], t0, true));
     }
 
     #[test]

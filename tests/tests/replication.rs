@@ -1890,6 +1890,29 @@ async fn a_replica_whose_clock_is_off_refuses_clients_until_it_agrees_again() {
     unread_until(cluster.r(3), &ann.token, "serving again", Result::is_ok)
         .await
         .expect("answered");
+
+    // With only one other replica live, one that starts with its clock off
+    // cannot be outvoted -- but, just started, it is the one to doubt: it
+    // refuses until their clocks agree, and the other serves on.
+    cluster.r(3).terminate().await;
+    cluster.r(2).terminate().await;
+    skew.set(3_600_000);
+    cluster.r(3).start().await;
+    let send = cluster
+        .r(3)
+        .client()
+        .await
+        .send_message(authed(&ann.token, send_req(&id(&bob), "just started")))
+        .await;
+    let why = expect_code(send, Code::Unavailable);
+    assert!(why.contains("just started"), "{why}");
+    sent_on_time(cluster.r(1), &ann.token, &id(&bob)).await;
+    skew.reset();
+    unread_until(cluster.r(3), &ann.token, "serving again", Result::is_ok)
+        .await
+        .expect("answered");
+    sent_on_time(cluster.r(3), &ann.token, &id(&bob)).await;
+    cluster.r(2).start().await;
     cluster.converge(CONVERGE).await;
 }
 
