@@ -154,8 +154,11 @@ pub enum Verdict {
 }
 
 /// Decides from the latest reading of each peer heard from recently.
-/// `max_ms` 0 means never stand down.
+/// `max_ms` 0 means checking is off: always `Agrees`.
 pub fn verdict(max_ms: i64, readings: &[(u32, Reading)]) -> Verdict {
+    if max_ms == 0 {
+        return Verdict::Agrees; // checking is off
+    }
     let off: Vec<(u32, Reading)> = readings
         .iter()
         .filter(|(_, r)| r.certainly_off(max_ms))
@@ -166,32 +169,30 @@ pub fn verdict(max_ms: i64, readings: &[(u32, Reading)]) -> Verdict {
     }
     // Ourselves plus every peer with a reading.
     let voters = readings.len() + 1;
-    if max_ms > 0 {
-        // The largest group of off clocks within `max_ms` of each other:
-        // on a line, a window [o, o + max] starting at one of them.
-        let mut best: Vec<(u32, i64)> = Vec::new();
-        for (_, start) in &off {
-            let group: Vec<(u32, i64)> = off
-                .iter()
-                .filter(|(_, r)| {
-                    (start.offset_ms..=start.offset_ms + max_ms).contains(&r.offset_ms)
-                })
-                .map(|(id, r)| (*id, r.offset_ms))
-                .collect();
-            if group.len() > best.len() {
-                best = group;
-            }
+    // The largest group of off clocks within `max_ms` of each other:
+    // on a line, a window [o, o + max] starting at one of them.
+    let mut best: Vec<(u32, i64)> = Vec::new();
+    for (_, start) in &off {
+        let group: Vec<(u32, i64)> = off
+            .iter()
+            .filter(|(_, r)| {
+                (start.offset_ms..=start.offset_ms.saturating_add(max_ms)).contains(&r.offset_ms)
+            })
+            .map(|(id, r)| (*id, r.offset_ms))
+            .collect();
+        if group.len() > best.len() {
+            best = group;
         }
-        if best.len() * 2 > voters {
-            let mut offsets: Vec<i64> = best.iter().map(|(_, o)| *o).collect();
-            offsets.sort_unstable();
-            let mut peers: Vec<u32> = best.iter().map(|(id, _)| *id).collect();
-            peers.sort_unstable();
-            return Verdict::Off {
-                offset_ms: offsets[offsets.len() / 2],
-                peers,
-            };
-        }
+    }
+    if best.len() * 2 > voters {
+        let mut offsets: Vec<i64> = best.iter().map(|(_, o)| *o).collect();
+        offsets.sort_unstable();
+        let mut peers: Vec<u32> = best.iter().map(|(id, _)| *id).collect();
+        peers.sort_unstable();
+        return Verdict::Off {
+            offset_ms: offsets[offsets.len() / 2],
+            peers,
+        };
     }
     let mut off: Vec<(u32, i64)> = off.iter().map(|(id, r)| (*id, r.offset_ms)).collect();
     off.sort_unstable();
@@ -553,11 +554,11 @@ mod tests {
                 peers: vec![2, 3, 4]
             }
         );
-        // Zero: never stand down.
-        assert!(matches!(
+        // Zero: checking is off.
+        assert_eq!(
             verdict(0, &[(1, r(-3_600_000)), (2, r(-3_600_000))]),
-            Verdict::Disputed { .. }
-        ));
+            Verdict::Agrees
+        );
     }
 
     #[test]
