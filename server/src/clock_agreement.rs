@@ -131,7 +131,10 @@ impl Reading {
 
     /// Whether the peer's clock is certainly more than `max_ms` away.
     fn certainly_off(&self, max_ms: i64) -> bool {
-        self.offset_ms.abs().saturating_sub(self.error_ms) > max_ms
+        self.offset_ms
+            .saturating_abs()
+            .saturating_sub(self.error_ms)
+            > max_ms
     }
 }
 
@@ -249,7 +252,7 @@ impl ClockAgreement {
     pub fn update(&self, readings: &[(u32, Reading)], now: Moment, has_peers: bool) -> bool {
         let verdict = verdict(self.max_ms, readings);
         let step = self.step_since_check(&now);
-        if self.max_ms > 0 && step.abs() > STEP_MS {
+        if self.max_ms > 0 && step.saturating_abs() > STEP_MS {
             let was = self.suspect.swap(JUMPED, Ordering::Relaxed);
             if was != JUMPED {
                 tracing::warn!(
@@ -325,7 +328,7 @@ impl ClockAgreement {
         if self.max_ms == 0 {
             return None;
         }
-        let jumped = self.step_since_check(now).abs() > STEP_MS;
+        let jumped = self.step_since_check(now).saturating_abs() > STEP_MS;
         match self.suspect.load(Ordering::Relaxed) {
             _ if jumped => Some(JUMPED_REFUSAL.to_string()),
             JUMPED => Some(JUMPED_REFUSAL.to_string()),
@@ -366,7 +369,7 @@ fn describe(offset_ms: i64, peers: &[u32]) -> String {
     let (how, by) = if offset_ms > 0 {
         ("behind", offset_ms)
     } else {
-        ("ahead of", -offset_ms)
+        ("ahead of", offset_ms.saturating_neg())
     };
     let peers: Vec<String> = peers.iter().map(u32::to_string).collect();
     format!(
@@ -378,8 +381,8 @@ fn describe(offset_ms: i64, peers: &[u32]) -> String {
 }
 
 fn human(ms: i64) -> String {
-    let secs = (ms + 500) / 1_000;
-    let mins = (ms + 30_000) / 60_000;
+    let secs = ms.saturating_add(500) / 1_000;
+    let mins = ms.saturating_add(30_000) / 60_000;
     if ms < 1_000 {
         format!("{ms} ms")
     } else if secs < 120 {
@@ -432,9 +435,23 @@ mod tests {
         let behind = Reading::from_exchange(0, at(3_600_000), Duration::from_millis(3));
         assert_eq!(behind.offset_ms, -3_599_998);
         assert_eq!(behind.error_ms, 2);
-        // Absurd inputs do not overflow.
+        // Absurd inputs do not overflow, and are decided on like any other.
         let huge = Reading::from_exchange(u64::MAX, at(0), Duration::MAX);
         assert!(huge.offset_ms > 0);
+        let lowest = Reading::from_exchange(0, at(u64::MAX), Duration::ZERO);
+        assert_eq!(lowest.offset_ms, i64::MIN);
+        let fast = Reading::from_exchange(u64::MAX, at(0), Duration::ZERO);
+        assert_eq!(fast.offset_ms, i64::MAX);
+        assert!(matches!(
+            verdict(5_000, &[(1, lowest), (2, lowest)]),
+            Verdict::Off { .. }
+        ));
+        assert!(matches!(
+            verdict(5_000, &[(1, fast), (2, fast)]),
+            Verdict::Off { .. }
+        ));
+        assert!(describe(i64::MIN, &[1]).contains("ahead of"));
+        assert!(describe(i64::MAX, &[1]).contains("behind"));
     }
 
     #[test]

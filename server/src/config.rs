@@ -143,7 +143,7 @@ pub struct ServeArgs {
     /// in milliseconds, before it refuses clients (they fail over) until its
     /// clock is corrected: a clock off by more would stamp messages with
     /// wrong times and move every replica's timestamps with it. 0 never
-    /// refuses. See docs/replication.md, "Clocks".
+    /// refuses. See docs/replication.md, "A wrong clock".
     #[arg(long, env = "CHAT_MAX_CLOCK_OFFSET_MS", default_value_t = 5_000)]
     pub max_clock_offset_ms: u64,
 

@@ -314,9 +314,10 @@ impl Exporter {
             .set(i64::try_from(self.events.subscribers()).unwrap_or(i64::MAX));
         let running = cluster.writer.clock().running_for().unwrap_or_default();
         self.batch_running.set(running.as_secs_f64());
-        // Retired peers leave the family; the rest are rewritten.
         self.clock_refusing
             .set(i64::from(cluster.clock.refusal().is_some()));
+        // Retired peers leave the family; the rest are rewritten.
+        let now = crate::clock_agreement::Moment::now();
         self.peer_up.clear();
         self.peer_silence.clear();
         self.peer_clock_offset.clear();
@@ -331,7 +332,7 @@ impl Exporter {
             self.peer_up
                 .get_or_create(&peer)
                 .set(i64::from(state == LinkState::Live));
-            if let Some(reading) = link.clock(Duration::from_secs(60)) {
+            if let Some(reading) = link.clock(Duration::from_secs(60), &now) {
                 self.peer_clock_offset
                     .get_or_create(&peer)
                     .set(reading.offset_ms as f64 / 1000.0);

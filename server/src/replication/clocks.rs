@@ -35,7 +35,7 @@ pub fn check(cluster: &Cluster) -> bool {
     let readings: Vec<_> = links
         .iter()
         .filter(|l| l.state() == LinkState::Live)
-        .filter_map(|l| Some((l.id, l.clock(FRESH)?.as_of(&now))))
+        .filter_map(|l| Some((l.id, l.clock(FRESH, &now)?)))
         .collect();
     cluster.clock.update(&readings, now, has_peers)
 }

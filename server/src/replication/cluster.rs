@@ -21,7 +21,7 @@ use super::client::{Dialer, PeerClient};
 use super::introduce::{IntroError, introduce};
 use super::link;
 use crate::api::ServerList;
-use crate::clock_agreement::{ClockAgreement, Reading};
+use crate::clock_agreement::{ClockAgreement, Moment, Reading};
 use crate::entry::Entry;
 use crate::proto::replication::ReplicaInfo;
 use crate::state::StorageError;
@@ -80,8 +80,8 @@ pub struct Link {
     status: Mutex<LinkStatus>,
     queue: mpsc::UnboundedSender<RelayItem>,
     changed: Notify,
-    /// The latest comparison of the peer's clock with ours, and when.
-    clock: Mutex<Option<(Reading, Instant)>>,
+    /// The latest comparison of the peer's clock with ours.
+    clock: Mutex<Option<Reading>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -167,15 +167,16 @@ impl Link {
     /// Records a comparison of the peer's clock with ours
     /// (`super::clocks`).
     pub fn record_clock(&self, reading: Reading) {
-        *lock(&self.clock) = Some((reading, Instant::now()));
+        *lock(&self.clock) = Some(reading);
     }
 
-    /// The latest comparison of the peer's clock with ours, if it is at
-    /// most `max_age` old.
-    pub fn clock(&self, max_age: Duration) -> Option<Reading> {
+    /// The latest comparison of the peer's clock with ours, as of `now`
+    /// (corrected for any step of our clock since), if it was taken at most
+    /// `max_age` before.
+    pub fn clock(&self, max_age: Duration, now: &Moment) -> Option<Reading> {
         lock(&self.clock)
-            .filter(|(_, at)| at.elapsed() <= max_age)
-            .map(|(r, _)| r)
+            .filter(|r| now.mono.saturating_duration_since(r.taken.mono) <= max_age)
+            .map(|r| r.as_of(now))
     }
 
     /// Queues a batch for relaying. If the link dies first (or its task has

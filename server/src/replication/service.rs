@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::backlog;
 use super::cluster::{Cluster, LinkState};
 use super::introduce::{IntroError, MAX_CHUNKS_IN_FLIGHT, check_not_rolled_back, decode_chunk};
+use crate::clock_agreement::Moment;
 use crate::entry::Entry;
 use crate::hlc::wall_clock_ms;
 use crate::proto::replication::replication_server::Replication;
@@ -274,7 +275,9 @@ impl Replication for ReplicationService {
                     live: l.state() == LinkState::Live,
                     retired: l.state() == LinkState::Retired,
                     last_contact_ms_ago: l.last_contact().map_or(-1, |d| d.as_millis() as i64),
-                    clock_offset_ms: l.clock(Duration::from_secs(60)).map(|r| r.offset_ms),
+                    clock_offset_ms: l
+                        .clock(Duration::from_secs(60), &Moment::now())
+                        .map(|r| r.offset_ms),
                 })
                 .collect(),
             state_digest: digest,
