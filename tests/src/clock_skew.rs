@@ -36,13 +36,12 @@ impl ClockSkew {
 
     /// Preloads the library into `replica` (when it next starts).
     pub fn attach(&self, replica: &mut Replica) {
-        replica
-            .env
-            .push(("LD_PRELOAD".into(), self.library.display().to_string()));
-        replica.env.push((
-            "CHAT_TEST_CLOCK_OFFSET_FILE".into(),
-            self.file.display().to_string(),
-        ));
+        crate::shim::preload(
+            replica,
+            &self.library,
+            "CHAT_TEST_CLOCK_OFFSET_FILE",
+            &self.file,
+        );
     }
 
     /// From now on the attached replica's clock reads `offset_ms` later

@@ -28,13 +28,7 @@ impl DiskStall {
 
     /// Preloads the library into `replica` (when it next starts).
     pub fn attach(&self, replica: &mut Replica) {
-        replica
-            .env
-            .push(("LD_PRELOAD".into(), self.library.display().to_string()));
-        replica.env.push((
-            "CHAT_TEST_STALL_FILE".into(),
-            self.file.display().to_string(),
-        ));
+        crate::shim::preload(replica, &self.library, "CHAT_TEST_STALL_FILE", &self.file);
     }
 
     /// From now on every fdatasync and fsync of the attached replica waits.

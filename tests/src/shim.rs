@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::Replica;
+
 /// Compiles `source` (the file's text) into `dir/lib{name}.so`.
 pub fn build(dir: &Path, name: &str, source: &str) -> PathBuf {
     let source_path = dir.join(format!("{name}.rs"));
@@ -23,6 +25,23 @@ pub fn build(dir: &Path, name: &str, source: &str) -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     library
+}
+
+/// Preloads `library` into `replica` (when it next starts), with the
+/// shim's control file named to it in the variable `var`. Several shims may
+/// be preloaded into one replica: each adds itself to `LD_PRELOAD`.
+pub fn preload(replica: &mut Replica, library: &Path, var: &str, file: &Path) {
+    let library = library.display().to_string();
+    match replica.env.iter_mut().find(|(k, _)| k == "LD_PRELOAD") {
+        Some((_, libs)) => {
+            libs.push(':');
+            libs.push_str(&library);
+        }
+        None => replica.env.push(("LD_PRELOAD".into(), library)),
+    }
+    replica
+        .env
+        .push((var.to_string(), file.display().to_string()));
 }
 
 /// The compiler cargo used, or the one on the PATH (the rustup proxy picks

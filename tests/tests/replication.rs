@@ -1736,6 +1736,15 @@ async fn sent_on_time(r: &Replica, token: &str, to: &str) {
     stamped_now(&m, before);
 }
 
+/// Puts `r`'s clock right; it must serve again, stamping the real time.
+async fn put_right(skew: &chat_tests::clock_skew::ClockSkew, r: &Replica, token: &str, to: &str) {
+    skew.reset();
+    unread_until(r, token, "serving again", Result::is_ok)
+        .await
+        .expect("answered");
+    sent_on_time(r, token, to).await;
+}
+
 /// A message's timestamp is the real time it was sent at (give or take).
 fn stamped_now(m: &proto::Message, before_ms: i64) {
     let after_ms = real_now_ms();
@@ -1834,11 +1843,7 @@ async fn a_replica_whose_clock_is_off_refuses_clients_until_it_agrees_again() {
     cluster.converge(CONVERGE).await;
 
     // Its clock put right, it serves again -- with the right time.
-    skew.reset();
-    unread_until(cluster.r(3), &ann.token, "serving again", Result::is_ok)
-        .await
-        .expect("answered");
-    sent_on_time(cluster.r(3), &ann.token, &id(&bob)).await;
+    put_right(&skew, cluster.r(3), &ann.token, &id(&bob)).await;
     // Every message of the conversation, on every replica, has a time
     // no later than now.
     for r in 1..=3 {
@@ -1862,11 +1867,7 @@ async fn a_replica_whose_clock_is_off_refuses_clients_until_it_agrees_again() {
         .await;
     assert!(send.as_ref().is_err_and(refused), "{send:?}");
     sent_on_time(cluster.r(1), &ann.token, &id(&bob)).await;
-    skew.reset();
-    unread_until(cluster.r(3), &ann.token, "serving again", Result::is_ok)
-        .await
-        .expect("answered");
-    sent_on_time(cluster.r(3), &ann.token, &id(&bob)).await;
+    put_right(&skew, cluster.r(3), &ann.token, &id(&bob)).await;
     cluster.r(2).start().await;
 
     // A replica that starts with its clock off never serves a client.
@@ -1886,10 +1887,7 @@ async fn a_replica_whose_clock_is_off_refuses_clients_until_it_agrees_again() {
         Code::Unavailable,
     );
     assert!(why.contains("10 min behind"), "{why}");
-    skew.reset();
-    unread_until(cluster.r(3), &ann.token, "serving again", Result::is_ok)
-        .await
-        .expect("answered");
+    put_right(&skew, cluster.r(3), &ann.token, &id(&bob)).await;
 
     // With only one other replica live, one that starts with its clock off
     // cannot be outvoted -- but, just started, it is the one to doubt: it
@@ -1907,11 +1905,7 @@ async fn a_replica_whose_clock_is_off_refuses_clients_until_it_agrees_again() {
     let why = expect_code(send, Code::Unavailable);
     assert!(why.contains("just started"), "{why}");
     sent_on_time(cluster.r(1), &ann.token, &id(&bob)).await;
-    skew.reset();
-    unread_until(cluster.r(3), &ann.token, "serving again", Result::is_ok)
-        .await
-        .expect("answered");
-    sent_on_time(cluster.r(3), &ann.token, &id(&bob)).await;
+    put_right(&skew, cluster.r(3), &ann.token, &id(&bob)).await;
     cluster.r(2).start().await;
     cluster.converge(CONVERGE).await;
 }
