@@ -164,6 +164,19 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub password_tries_window_secs: u64,
 
+    /// New accounts (CreateAccount) per client IP address before further
+    /// ones are limited to one per window / this; 0 turns this limit off
+    /// (behind a reverse proxy every client has the proxy's address: limit
+    /// sign-ups there). Counted per replica; a retry of a creation that went
+    /// through is free.
+    #[arg(long, env = "CHAT_SIGNUPS_PER_ADDRESS", default_value_t = 20)]
+    pub signups_per_address: u32,
+
+    /// The window over which used sign-ups come back, in seconds.
+    #[arg(long, env = "CHAT_SIGNUPS_WINDOW_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub signups_window_secs: u64,
+
     /// Directory of the web app to serve on the client port [default: ./dist
     /// if it exists].
     #[arg(long, env = "CHAT_STATIC_DIR")]

@@ -19,7 +19,7 @@ use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::api::{ChatApi, Context};
-use crate::auth::{ClusterSecret, Passwords, Sessions, Throttle, throttle};
+use crate::auth::{ClusterSecret, Passwords, Sessions, SignupLimit, Throttle, throttle};
 use crate::clock_agreement::ClockAgreement;
 use crate::config::ServeArgs;
 use crate::events::EventHub;
@@ -170,6 +170,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             per_address: args.password_tries_per_address,
             window: Duration::from_secs(args.password_tries_window_secs),
         }),
+        signups: SignupLimit::new(
+            args.signups_per_address,
+            Duration::from_secs(args.signups_window_secs),
+        ),
         events,
         servers: cluster.clone(),
         clock: clock_agreement,

@@ -190,6 +190,11 @@ impl Replica {
             .args(&self.extra_args)
             .env("CHAT_CLUSTER_SECRET", SECRET)
             .env_remove("CHAT_CLUSTER_SECRET_FILE")
+            // Every test client calls from 127.0.0.1 (or one bridge address),
+            // like users behind one proxy, and some tests create hundreds of
+            // accounts: the per-address sign-up limit is off unless a test
+            // sets `--signups-per-address` (a flag wins over this variable).
+            .env("CHAT_SIGNUPS_PER_ADDRESS", "0")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))

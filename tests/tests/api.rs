@@ -866,6 +866,109 @@ async fn password_guessing_is_throttled() {
     r.terminate().await;
 }
 
+/// New accounts per address: a few, then RESOURCE_EXHAUSTED with the wait,
+/// for browsers (gRPC-web) too. Bad input costs none; a retry of a creation
+/// that went through (the client core retries with the same request id)
+/// costs none and still gets its session; existing accounts are untouched.
+#[tokio::test]
+async fn new_accounts_per_address_are_limited() {
+    use prost::Message;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = TestDir::new("signups");
+    let mut r = Replica::new(dir.path(), 1, vec![]);
+    r.extra_args
+        .extend(["--signups-per-address", "3"].map(String::from));
+    r.start().await;
+    let mut c = r.client().await;
+    let create = |name: &str, request_id: Vec<u8>, password: &str| proto::CreateAccountRequest {
+        request_id,
+        username: name.into(),
+        password: password.into(),
+    };
+    let ann = register(&mut c, "ann", "ann-password").await;
+    // Refused for bad input: nothing hashed, nothing counted.
+    for bad in ["x", "no spaces allowed"] {
+        expect_code(
+            c.create_account(create(bad, rid(), "a-password")).await,
+            Code::InvalidArgument,
+        );
+    }
+    let bob_request = rid();
+    let bob = c
+        .create_account(create("bob", bob_request.clone(), "bob-password"))
+        .await
+        .unwrap()
+        .into_inner();
+    // A name already taken costs one: the hash was paid for.
+    expect_code(
+        c.create_account(create("ANN", rid(), "other-password"))
+            .await,
+        Code::AlreadyExists,
+    );
+    let refused = expect_code(
+        c.create_account(create("carl", rid(), "carl-password"))
+            .await,
+        Code::ResourceExhausted,
+    );
+    // 3 an hour: the next one in 20 minutes.
+    assert!(
+        refused.starts_with("too many new accounts from your address; try again in 1200 s")
+            || refused.starts_with("too many new accounts from your address; try again in 1199 s"),
+        "{refused}"
+    );
+    // Bob's client never heard back and retries: same account, a session.
+    let again = c
+        .create_account(create("bob", bob_request.clone(), "bob-password"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.account, bob.account);
+    assert!(!again.token.is_empty());
+    // The same request with another password gets nothing.
+    expect_code(
+        c.create_account(create("bob", bob_request, "not-bobs-password"))
+            .await,
+        Code::AlreadyExists,
+    );
+    // A browser is refused alike (gRPC-web over HTTP/1.1).
+    let body = create("dora", rid(), "dora-password").encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let mut s = tokio::net::TcpStream::connect(r.client_addr).await.unwrap();
+    let head = format!(
+        "POST /chat.v1.Chat/CreateAccount HTTP/1.1\r\nHost: x\r\nOrigin: http://example.test\r\n\
+         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        frame.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&frame).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    // A trailers-only answer: the status is in the headers.
+    assert!(text.contains("\r\ngrpc-status: 8\r\n"), "{text}");
+    assert!(
+        text.contains("\r\ngrpc-message: too%20many%20new%20accounts%20from%20your%20address"),
+        "{text}"
+    );
+    // Nobody was created by the refused calls; existing accounts log in.
+    for (name, password) in [("carl", "carl-password"), ("dora", "dora-password")] {
+        expect_code(c.login(login(name, password)).await, Code::Unauthenticated);
+    }
+    for (name, password, who) in [("ann", "ann-password", &ann), ("bob", "bob-password", &bob)] {
+        let me = c.login(login(name, password)).await.unwrap().into_inner();
+        assert_eq!(me.account, who.account);
+    }
+    assert!(
+        r.log_tail().contains("sign-ups used up"),
+        "the operator is told once"
+    );
+    r.terminate().await;
+}
+
 #[tokio::test]
 async fn logs_one_json_object_per_line_when_asked() {
     let dir = TestDir::new("json-logs");

@@ -1,4 +1,13 @@
 //! CreateAccount: register a username and start a session.
+//!
+//! Each new account takes a sign-up from the caller's address
+//! (`auth::signup_limit`) before its password is hashed. A retry of a
+//! creation that already went through takes none and hashes nothing: it
+//! gets the session if it carries the password (checked, and throttled,
+//! like a Login's).
+
+use std::net::IpAddr;
+use std::time::Instant;
 
 use chat_shared::proto::{AuthResponse, CreateAccountRequest};
 use chat_shared::validate;
@@ -9,31 +18,52 @@ use crate::state::query::{self, AccountStatus};
 use crate::state::{Command, CommandError};
 use crate::writer::Outcome;
 
-pub async fn handle(ctx: &Context, req: CreateAccountRequest) -> Result<AuthResponse, ApiError> {
+pub async fn handle(
+    ctx: &Context,
+    address: Option<IpAddr>,
+    req: CreateAccountRequest,
+) -> Result<AuthResponse, ApiError> {
     validate::username(&req.username)?;
     validate::password(&req.password)?;
     let rid = request_id(&req.request_id)?;
     let account = AccountId::derive(&validate::normalize_username(&req.username), &rid);
-    let password_hash = ctx.passwords.hash(req.password.clone()).await?;
-    let outcome = ctx
-        .writer
-        .submit(
-            rid,
-            Command::CreateAccount {
-                username: req.username.clone(),
-                password_hash,
-            },
-        )
-        .await?;
+    let outcome = if matches!(
+        query::account_status(&ctx.store.reader(), account)?,
+        AccountStatus::Unknown
+    ) {
+        if ctx.signups.take(address, Instant::now())? {
+            // Once per emptying, not per refused sign-up: a script cannot
+            // flood the log.
+            tracing::warn!(address = ?address, "sign-ups used up; further ones are limited");
+        }
+        let password_hash = ctx.passwords.hash(req.password.clone()).await?;
+        ctx.writer
+            .submit(
+                rid,
+                Command::CreateAccount {
+                    username: req.username.clone(),
+                    password_hash,
+                },
+            )
+            .await?
+    } else {
+        // This request's account exists: a retry of a creation that went
+        // through. Nothing to hash, log or count against the address.
+        Outcome::AlreadyDone
+    };
     let kv = ctx.store.reader();
     let status = query::account_status(&kv, account)?;
     if outcome == Outcome::AlreadyDone {
-        // A retry: only the holder of the password gets the session.
+        // A retry: only the holder of the password gets the session -- a
+        // password check like Login's, throttled alike.
         let stored = match &status {
             AccountStatus::Active(rec) => Some(rec.password_hash.clone()),
             _ => None,
         };
-        if stored.is_none() || !ctx.passwords.verify(req.password, stored).await {
+        if !ctx
+            .check_password(&req.username, address, req.password.clone(), stored)
+            .await?
+        {
             return Err(CommandError::UsernameTaken(req.username).into());
         }
     }

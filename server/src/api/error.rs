@@ -13,6 +13,7 @@ use tonic::Status;
 
 use crate::auth::SessionError;
 use crate::auth::password::HashError;
+use crate::auth::signup_limit::SignupsUsedUp;
 use crate::auth::throttle::Throttled;
 use crate::ids::BadId;
 use crate::state::{CommandError, StorageError};
@@ -44,6 +45,8 @@ pub enum ApiError {
     Hash(#[from] HashError),
     #[error(transparent)]
     Throttled(#[from] Throttled),
+    #[error(transparent)]
+    SignupsUsedUp(#[from] SignupsUsedUp),
     #[error(
         "this account already has {0} live event streams open on this server (the most it may); close one (another tab or device) and try again"
     )]
@@ -70,7 +73,9 @@ impl From<ApiError> for Status {
                 tracing::error!(error = %msg, "request failed on storage");
                 Status::unavailable(msg)
             }
-            ApiError::Throttled(_) | ApiError::TooManyStreams(_) => Status::resource_exhausted(msg),
+            ApiError::Throttled(_) | ApiError::SignupsUsedUp(_) | ApiError::TooManyStreams(_) => {
+                Status::resource_exhausted(msg)
+            }
             ApiError::ClockOff(_) | ApiError::Write(WriteError::ClockOff(_)) => {
                 Status::unavailable(msg)
             }

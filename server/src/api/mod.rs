@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Passwords, SessionError, Sessions, Throttle};
+use crate::auth::{Passwords, SessionError, Sessions, SignupLimit, Throttle};
 use crate::clock_agreement::ClockAgreement;
 use crate::events::EventHub;
 use crate::hlc;
@@ -62,6 +62,8 @@ pub struct Context {
     pub passwords: Passwords,
     /// Limits password tries per account name and per address.
     pub throttle: Throttle,
+    /// Limits new accounts per address.
+    pub signups: SignupLimit,
     pub events: EventHub,
     pub servers: Arc<dyn ServerList>,
     /// Whether this replica's clock agrees with the cluster's: while it does
@@ -310,10 +312,11 @@ impl proto::chat_server::Chat for ChatApi {
         &self,
         r: Request<proto::CreateAccountRequest>,
     ) -> Reply<proto::AuthResponse> {
+        let address = r.remote_addr().map(|a| a.ip());
         call(
             &self.ctx,
             "CreateAccount",
-            create_account::handle(&self.ctx, r.into_inner()),
+            create_account::handle(&self.ctx, address, r.into_inner()),
         )
         .await
     }

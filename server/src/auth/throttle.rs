@@ -27,14 +27,12 @@
 //!
 //! No clock inside: callers pass `now`, so the arithmetic is tested exactly.
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Most names, and most addresses, tracked at once.
-pub const MAX_TRACKED: usize = 100_000;
+pub use super::buckets::MAX_TRACKED;
+use super::buckets::{Buckets, canonical};
 
 /// How many password tries a bucket holds, and how fast it refills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +71,7 @@ impl Throttled {
     }
 }
 
-fn secs(d: Duration) -> u64 {
+pub(crate) fn secs(d: Duration) -> u64 {
     d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
@@ -153,113 +151,6 @@ pub struct Emptied {
 impl Default for Throttle {
     fn default() -> Self {
         Self::new(Limits::default())
-    }
-}
-
-/// An IPv4 client reaching a dual-stack listener shows up as `::ffff:a.b.c.d`;
-/// it is the same address either way.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// Leaky buckets by key. A bucket's `used` tries drain at `limit` per
-/// `window`; a try is allowed while `used + 1 <= limit`.
-struct Buckets<K> {
-    limit: f64,
-    /// Seconds for one try to drain.
-    per_try: f64,
-    map: HashMap<K, Bucket>,
-    last_sweep: Option<Instant>,
-}
-
-#[derive(Clone, Copy)]
-struct Bucket {
-    used: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn used_at(&self, now: Instant, per_try: f64) -> f64 {
-        let drained = now.saturating_duration_since(self.at).as_secs_f64() / per_try;
-        (self.used - drained).max(0.0)
-    }
-}
-
-impl<K: Hash + Eq> Buckets<K> {
-    /// `None` for a limit of 0 (no throttling).
-    fn new(limit: u32, window: Duration) -> Option<Self> {
-        let limit = f64::from(limit);
-        (limit > 0.0).then(|| Self {
-            limit,
-            per_try: window.as_secs_f64().max(1e-3) / limit,
-            map: HashMap::new(),
-            last_sweep: None,
-        })
-    }
-
-    /// How long until `key` may try again, if it may not now.
-    fn wait<Q>(&self, key: &Q, now: Instant) -> Option<Duration>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let used = self.map.get(key)?.used_at(now, self.per_try);
-        let excess = used + 1.0 - self.limit;
-        // Saturates: a window of u64::MAX seconds is a valid flag.
-        (excess > 1e-9)
-            .then(|| Duration::try_from_secs_f64(excess * self.per_try).unwrap_or(Duration::MAX))
-    }
-
-    /// Takes a try; whether that left the bucket empty.
-    fn take(&mut self, key: K, now: Instant) -> bool {
-        if !self.map.contains_key(&key) && self.map.len() >= MAX_TRACKED {
-            self.sweep(now);
-            if self.map.len() >= MAX_TRACKED {
-                return false;
-            }
-        }
-        let per_try = self.per_try;
-        let bucket = self.map.entry(key).or_insert(Bucket { used: 0.0, at: now });
-        *bucket = Bucket {
-            used: bucket.used_at(now, per_try) + 1.0,
-            at: now,
-        };
-        bucket.used + 1.0 - self.limit > 1e-9
-    }
-
-    fn give_back(&mut self, key: &K, now: Instant) {
-        let per_try = self.per_try;
-        if let Some(bucket) = self.map.get_mut(key) {
-            *bucket = Bucket {
-                used: (bucket.used_at(now, per_try) - 1.0).max(0.0),
-                at: now,
-            };
-        }
-    }
-
-    fn forget<Q>(&mut self, key: &Q)
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.map.remove(key);
-    }
-
-    /// Drops drained buckets; at most once a second, so a full table does
-    /// not turn every new key into a scan.
-    fn sweep(&mut self, now: Instant) {
-        if self
-            .last_sweep
-            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
-        {
-            return;
-        }
-        self.last_sweep = Some(now);
-        let per_try = self.per_try;
-        self.map.retain(|_, b| b.used_at(now, per_try) > 0.0);
     }
 }
 
@@ -365,24 +256,6 @@ mod tests {
         // A real IPv6 address is another one.
         let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         t.begin("user6", Some(v6), t0).unwrap();
-    }
-
-    #[test]
-    fn a_full_table_lets_new_names_through_and_keeps_the_ones_guessed_at() {
-        let mut b: Buckets<u32> = Buckets::new(1, 10 * MINUTE).unwrap();
-        let t0 = Instant::now();
-        for k in 0..MAX_TRACKED as u32 {
-            b.take(k, t0);
-        }
-        // Nothing has drained: the newcomer is not tracked, so not throttled.
-        b.take(u32::MAX, t0);
-        assert!(b.wait(&u32::MAX, t0).is_none());
-        assert!(b.wait(&0, t0).is_some());
-        // Once drained, the sweep makes room.
-        let drained = t0 + 10 * MINUTE;
-        b.take(u32::MAX, drained);
-        assert_eq!(b.map.len(), 1);
-        assert!(b.wait(&u32::MAX, drained).is_some());
     }
 
     #[test]
