@@ -25,13 +25,12 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::buckets::{Buckets, canonical};
-use super::throttle::secs;
+use super::buckets::{Buckets, canonical, wait_in_words};
 
 /// A sign-up refused: this address has used its sign-ups; the next one is
 /// allowed after the wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("too many new accounts from your address; try again in {} s", secs(*.0))]
+#[error("too many new accounts from your address; try again in {}", wait_in_words(*.0))]
 pub struct SignupsUsedUp(pub Duration);
 
 pub struct SignupLimit {
@@ -124,7 +123,7 @@ mod tests {
     fn the_message_says_how_long_to_wait() {
         assert_eq!(
             SignupsUsedUp(Duration::from_millis(179_001)).to_string(),
-            "too many new accounts from your address; try again in 180 s"
+            "too many new accounts from your address; try again in 3 min"
         );
     }
 }

@@ -32,7 +32,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use super::buckets::MAX_TRACKED;
-use super::buckets::{Buckets, canonical};
+use super::buckets::{Buckets, canonical, wait_in_words};
 
 /// How many password tries a bucket holds, and how fast it refills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +57,9 @@ impl Default for Limits {
 /// A password check refused before it was made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Throttled {
-    #[error("too many wrong passwords for this account; try again in {} s", secs(*.0))]
+    #[error("too many wrong passwords for this account; try again in {}", wait_in_words(*.0))]
     Account(Duration),
-    #[error("too many wrong passwords from your address; try again in {} s", secs(*.0))]
+    #[error("too many wrong passwords from your address; try again in {}", wait_in_words(*.0))]
     Address(Duration),
 }
 
@@ -69,10 +69,6 @@ impl Throttled {
             Throttled::Account(d) | Throttled::Address(d) => *d,
         }
     }
-}
-
-pub(crate) fn secs(d: Duration) -> u64 {
-    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 pub struct Throttle {
@@ -302,7 +298,12 @@ mod tests {
         t.begin("ann", None, t0).unwrap();
         let refused = t.begin("ann", None, t0).unwrap_err();
         assert_eq!(refused.retry_after(), Duration::MAX);
-        assert!(refused.to_string().contains(&u64::MAX.to_string()));
+        let hours = u64::MAX.div_ceil(3600);
+        assert!(
+            refused
+                .to_string()
+                .ends_with(&format!("try again in {hours} h"))
+        );
     }
 
     #[test]
