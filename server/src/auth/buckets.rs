@@ -17,11 +17,17 @@ use std::time::{Duration, Instant};
 /// Most keys one set of buckets tracks at once.
 pub const MAX_TRACKED: usize = 100_000;
 
-/// An IPv4 client reaching a dual-stack listener shows up as `::ffff:a.b.c.d`;
-/// it is the same address either way.
-pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+/// What one caller controls, as a bucket key: an IPv4 address, or an IPv6
+/// address's /64 network. An IPv6 host is normally given a whole /64 and
+/// can pick any address in it, so counting single IPv6 addresses would give
+/// it 2^64 buckets. An IPv4 client reaching a dual-stack listener shows up
+/// as `::ffff:a.b.c.d`; it is the same IPv4 address either way.
+pub(crate) fn caller(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+            || IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            IpAddr::V4,
+        ),
         v4 => v4,
     }
 }
@@ -144,6 +150,24 @@ mod tests {
     use super::*;
 
     const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn an_ipv6_caller_is_its_slash_64_and_an_ipv4_one_its_address() {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        let v6 = |s: &str| caller(IpAddr::V6(s.parse::<Ipv6Addr>().unwrap()));
+        assert_eq!(v6("2001:db8:1:2:aaaa::1"), v6("2001:db8:1:2:ffff:1:2:3"));
+        assert_ne!(v6("2001:db8:1:2::1"), v6("2001:db8:1:3::1"));
+        let v4 = Ipv4Addr::new(192, 0, 2, 7);
+        assert_eq!(caller(IpAddr::V6(v4.to_ipv6_mapped())), IpAddr::V4(v4));
+        assert_ne!(
+            caller(IpAddr::V4(v4)),
+            caller(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 8)))
+        );
+        assert_eq!(
+            caller(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        );
+    }
 
     #[test]
     fn a_wait_in_words_is_never_shorter_than_the_wait() {

@@ -5,7 +5,8 @@
 //! script creating accounts in a loop would fill the directory with junk
 //! and the disks with log, and could register every name someone might
 //! want. So each `CreateAccount` that gets as far as hashing takes one
-//! sign-up from the caller's IP address's leaky bucket: `limit` at once,
+//! sign-up from the caller's leaky bucket -- its IPv4 address, or its IPv6
+//! address's /64 (`buckets::caller`): `limit` at once,
 //! refilled at `limit` per `window` (by default 20 an hour), after which
 //! the caller is told how long to wait (`RESOURCE_EXHAUSTED`).
 //!
@@ -25,7 +26,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::buckets::{Buckets, canonical, wait_in_words};
+use super::buckets::{Buckets, caller, wait_in_words};
 
 /// A sign-up refused: this address has used its sign-ups; the next one is
 /// allowed after the wait.
@@ -50,7 +51,7 @@ impl SignupLimit {
     /// limited). `Ok(true)` if this one used the last, for the log.
     pub fn take(&self, address: Option<IpAddr>, now: Instant) -> Result<bool, SignupsUsedUp> {
         let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-        let (Some(buckets), Some(ip)) = (addresses.as_mut(), address.map(canonical)) else {
+        let (Some(buckets), Some(ip)) = (addresses.as_mut(), address.map(caller)) else {
             return Ok(false);
         };
         if let Some(wait) = buckets.wait(&ip, now) {
@@ -102,12 +103,17 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv4_address_mapped_into_ipv6_is_the_same_address() {
+    fn one_caller_is_one_bucket_however_it_shows_up() {
         let limit = SignupLimit::new(1, HOUR);
         let t0 = Instant::now();
         limit.take(ip(7), t0).unwrap();
         let mapped = IpAddr::V6(Ipv4Addr::new(198, 51, 100, 7).to_ipv6_mapped());
         assert!(limit.take(Some(mapped), t0).is_err());
+        // An IPv6 host picks any address of its /64: all one caller.
+        let v6 = |s: &str| Some(IpAddr::V6(s.parse().unwrap()));
+        limit.take(v6("2001:db8:0:1::1"), t0).unwrap();
+        assert!(limit.take(v6("2001:db8:0:1:dead:beef:0:2"), t0).is_err());
+        limit.take(v6("2001:db8:0:2::1"), t0).unwrap();
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! password around the clock, or from trying common passwords across many
 //! accounts from one address. So every password check (Login, and the
 //! confirmation DeleteAccount asks for) first takes a token from two leaky
-//! buckets: one for the account name, one for the caller's IP address. Each
+//! buckets: one for the account name, one for the caller's IP address (an
+//! IPv6 caller's /64: `buckets::caller`). Each
 //! bucket holds `limit` tries and refills at `limit` per `window`: a user who
 //! mistypes a few times never notices, a guesser gets one try per
 //! `window / limit` once the bucket is empty, and is told when to come back.
@@ -32,7 +33,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use super::buckets::MAX_TRACKED;
-use super::buckets::{Buckets, canonical, wait_in_words};
+use super::buckets::{Buckets, caller, wait_in_words};
 
 /// How many password tries a bucket holds, and how fast it refills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +106,7 @@ impl Throttle {
             accounts,
             addresses,
         } = &mut *inner;
-        let address = address.map(canonical).filter(|_| addresses.is_some());
+        let address = address.map(caller).filter(|_| addresses.is_some());
         if let (Some(ip), Some(b)) = (address, addresses.as_ref())
             && let Some(d) = b.wait(&ip, now)
         {
@@ -132,7 +133,7 @@ impl Throttle {
             b.forget(account);
         }
         if let (Some(ip), Some(b)) = (address, &mut inner.addresses) {
-            b.give_back(&canonical(ip), now);
+            b.give_back(&caller(ip), now);
         }
     }
 }
@@ -249,7 +250,7 @@ mod tests {
         // The same address over IPv6-mapped IPv4 is the same address.
         let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
         assert!(t.begin("user6", Some(mapped), t0).is_err());
-        // A real IPv6 address is another one.
+        // A real IPv6 address is another one (its /64 is the caller).
         let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         t.begin("user6", Some(v6), t0).unwrap();
     }
