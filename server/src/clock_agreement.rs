@@ -375,24 +375,9 @@ fn describe(offset_ms: i64, peers: &[u32]) -> String {
     format!(
         "this server's clock is {} {how} the other servers' (replicas {}), so it serves no \
          requests until its clock is corrected; try another server",
-        human(by),
+        crate::duration_words::about(by),
         peers.join(", ")
     )
-}
-
-fn human(ms: i64) -> String {
-    let secs = ms.saturating_add(500) / 1_000;
-    let mins = ms.saturating_add(30_000) / 60_000;
-    if ms < 1_000 {
-        format!("{ms} ms")
-    } else if secs < 120 {
-        format!("{secs} s")
-    } else if mins < 60 {
-        format!("{mins} min")
-    } else {
-        let hours = format!("{:.1}", ms as f64 / 3_600_000.0);
-        format!("{} h", hours.trim_end_matches(".0"))
-    }
 }
 
 #[cfg(test)]

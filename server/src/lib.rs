@@ -32,6 +32,7 @@ pub mod cache;
 pub mod clock_agreement;
 pub mod config;
 pub mod disk_watchdog;
+pub mod duration_words;
 pub mod entry;
 pub mod events;
 pub mod hlc;

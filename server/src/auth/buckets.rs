@@ -32,21 +32,6 @@ pub(crate) fn caller(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// A wait as a person would say it, never shorter than it is: up to two
-/// minutes in seconds, up to two hours in minutes, then in hours.
-pub(crate) fn wait_in_words(wait: Duration) -> String {
-    let secs = wait
-        .as_secs()
-        .saturating_add(u64::from(wait.subsec_nanos() > 0));
-    if secs < 120 {
-        format!("{secs} s")
-    } else if secs < 2 * 3600 {
-        format!("{} min", secs.div_ceil(60))
-    } else {
-        format!("{} h", secs.div_ceil(3600))
-    }
-}
-
 /// Leaky buckets by key. A bucket's `used` tries drain at `limit` per
 /// `window`; a try is allowed while `used + 1 <= limit`.
 pub(crate) struct Buckets<K> {
@@ -166,24 +151,6 @@ mod tests {
         assert_eq!(
             caller(IpAddr::V6(Ipv6Addr::LOCALHOST)),
             IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-        );
-    }
-
-    #[test]
-    fn a_wait_in_words_is_never_shorter_than_the_wait() {
-        let words = |ms| wait_in_words(Duration::from_millis(ms));
-        assert_eq!(words(1), "1 s");
-        assert_eq!(words(1_500), "2 s");
-        assert_eq!(words(119_000), "119 s");
-        assert_eq!(words(119_001), "2 min");
-        assert_eq!(words(1_200_000), "20 min");
-        assert_eq!(words(1_200_001), "21 min");
-        assert_eq!(words(7_199_000), "120 min");
-        assert_eq!(words(7_200_000), "2 h");
-        assert_eq!(words(7_200_001), "3 h");
-        assert_eq!(
-            wait_in_words(Duration::MAX),
-            format!("{} h", (u64::MAX).div_ceil(3600))
         );
     }
 

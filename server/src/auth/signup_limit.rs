@@ -26,12 +26,12 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::buckets::{Buckets, caller, wait_in_words};
+use super::buckets::{Buckets, caller};
 
 /// A sign-up refused: this address has used its sign-ups; the next one is
 /// allowed after the wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("too many new accounts from your address; try again in {}", wait_in_words(*.0))]
+#[error("too many new accounts from your address; try again in {}", crate::duration_words::at_least(*.0))]
 pub struct SignupsUsedUp(pub Duration);
 
 pub struct SignupLimit {

@@ -33,7 +33,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use super::buckets::MAX_TRACKED;
-use super::buckets::{Buckets, caller, wait_in_words};
+use super::buckets::{Buckets, caller};
 
 /// How many password tries a bucket holds, and how fast it refills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +58,9 @@ impl Default for Limits {
 /// A password check refused before it was made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Throttled {
-    #[error("too many wrong passwords for this account; try again in {}", wait_in_words(*.0))]
+    #[error("too many wrong passwords for this account; try again in {}", crate::duration_words::at_least(*.0))]
     Account(Duration),
-    #[error("too many wrong passwords from your address; try again in {}", wait_in_words(*.0))]
+    #[error("too many wrong passwords from your address; try again in {}", crate::duration_words::at_least(*.0))]
     Address(Duration),
 }
 
