@@ -701,6 +701,27 @@ async fn serves_the_web_app_beside_the_api() {
     register(&mut c, "ann", "ann-password").await;
 }
 
+/// One gRPC-web call over HTTP/1.1, as a browser makes it: `message` in
+/// one frame to `Chat/method`. The whole answer, lowercased.
+async fn grpc_web_call(r: &Replica, method: &str, message: &impl prost::Message) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = message.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&body);
+    let mut s = tokio::net::TcpStream::connect(r.client_addr).await.unwrap();
+    let head = format!(
+        "POST /chat.v1.Chat/{method} HTTP/1.1\r\nHost: x\r\nOrigin: http://example.test\r\n\
+         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        frame.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&frame).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).to_ascii_lowercase()
+}
+
 #[tokio::test]
 async fn grpc_web_and_cors_for_browsers() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -716,18 +737,7 @@ async fn grpc_web_and_cors_for_browsers() {
     let lower = out.to_ascii_lowercase();
     assert!(lower.contains("access-control-allow-origin: *"), "{out}");
     // A gRPC-web call over HTTP/1.1: an empty ListServersRequest frame.
-    let mut s = tokio::net::TcpStream::connect(r.client_addr).await.unwrap();
-    let body = [0u8, 0, 0, 0, 0];
-    let head = format!(
-        "POST /chat.v1.Chat/ListServers HTTP/1.1\r\nHost: x\r\nOrigin: http://example.test\r\n\
-         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(&body).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    let text = grpc_web_call(&r, "ListServers", &proto::ListServersRequest::default()).await;
     assert!(text.starts_with("http/1.1 200"), "{text}");
     assert!(
         text.contains("content-type: application/grpc-web"),
@@ -872,9 +882,6 @@ async fn password_guessing_is_throttled() {
 /// costs none and still gets its session; existing accounts are untouched.
 #[tokio::test]
 async fn new_accounts_per_address_are_limited() {
-    use prost::Message;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     let dir = TestDir::new("signups");
     let mut r = Replica::new(dir.path(), 1, vec![]);
     r.extra_args
@@ -931,21 +938,7 @@ async fn new_accounts_per_address_are_limited() {
         Code::AlreadyExists,
     );
     // A browser is refused alike (gRPC-web over HTTP/1.1).
-    let body = create("dora", rid(), "dora-password").encode_to_vec();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&body);
-    let mut s = tokio::net::TcpStream::connect(r.client_addr).await.unwrap();
-    let head = format!(
-        "POST /chat.v1.Chat/CreateAccount HTTP/1.1\r\nHost: x\r\nOrigin: http://example.test\r\n\
-         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        frame.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(&frame).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    let text = grpc_web_call(&r, "CreateAccount", &create("dora", rid(), "dora-password")).await;
     assert!(text.starts_with("http/1.1 200"), "{text}");
     // A trailers-only answer: the status is in the headers.
     assert!(text.contains("\r\ngrpc-status: 8\r\n"), "{text}");
