@@ -89,6 +89,10 @@ const MIB: u64 = 1024 * 1024;
 
 /// Meta key present only between a clean stop and the next start.
 const CLEAN_STOP: &str = "clean-stop";
+/// Present once a run of this replica has started on this store.
+const STARTED: &str = "started";
+/// Present while a snapshot is being installed (`replication::snapshot`).
+const INSTALLING: &str = "snapshot-installing";
 /// Meta key of the origin this replica logs under, once not its id.
 const ORIGIN: &str = "origin";
 
@@ -293,17 +297,23 @@ impl Store {
         self.meta_put(CLEAN_STOP, b"1")
     }
 
-    /// Whether the previous run stopped cleanly, or there was none (nothing
-    /// stored yet). Clears the mark durably first, so that a crash of the
-    /// run about to start counts as unclean.
+    /// Whether the previous run stopped cleanly, or there was none. Clears
+    /// the mark and records that a run has started, durably, first: a crash
+    /// of the run about to start counts as unclean -- even one before its
+    /// first commit, which may already have relayed a batch that its own
+    /// log never got (so an empty log is no proof that nothing went out).
+    /// A store from before the start record is a first run only if empty.
     pub fn take_clean_stop(&self) -> Result<bool, StorageError> {
         let marked = self.meta.contains_key(CLEAN_STOP).map_err(io)?;
-        if marked {
+        let started = self.meta.contains_key(STARTED).map_err(io)?;
+        let first_run = !started && self.is_empty()?;
+        if marked || !started {
             let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
             batch.remove(&self.meta, CLEAN_STOP);
+            batch.insert(&self.meta, STARTED, b"1");
             batch.commit().map_err(io)?;
         }
-        Ok(marked || self.is_empty()?)
+        Ok(marked || first_run)
     }
 
     /// The origin this replica logs its own entries under (`crate::origin`):
@@ -412,6 +422,25 @@ impl Store {
     pub fn clear_data(&self) -> Result<(), StorageError> {
         self.log.clear().map_err(io)?;
         self.state.clear().map_err(io)
+    }
+
+    /// Records, durably, whether a snapshot install is under way. The log
+    /// and the state are imported one after the other, so a process that
+    /// stops in between leaves a log whose state is missing; the record
+    /// tells the next start to discard that copy rather than serve it.
+    pub fn set_installing(&self, installing: bool) -> Result<(), StorageError> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        if installing {
+            batch.insert(&self.meta, INSTALLING, b"1");
+        } else {
+            batch.remove(&self.meta, INSTALLING);
+        }
+        batch.commit().map_err(io)
+    }
+
+    /// Whether a snapshot install was begun and not finished.
+    pub fn installing(&self) -> Result<bool, StorageError> {
+        self.meta.contains_key(INSTALLING).map_err(io)
     }
 }
 
@@ -527,6 +556,24 @@ mod tests {
         assert!(store.take_clean_stop().unwrap());
         // Taken: a crash from now on is unclean.
         assert!(!store.take_clean_stop().unwrap());
+    }
+
+    #[test]
+    fn a_crash_before_the_first_commit_is_an_unclean_stop() {
+        // The first run's first batch may be relayed before its own commit
+        // (writer.rs): a crash in between leaves an empty store here and the
+        // batch on a peer, so the next run must not reuse its positions.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(store.take_clean_stop().unwrap(), "the very first run");
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.is_empty().unwrap());
+        assert!(
+            !store.take_clean_stop().unwrap(),
+            "empty, but it ran before"
+        );
     }
 
     #[test]

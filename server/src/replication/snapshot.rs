@@ -137,13 +137,16 @@ pub async fn bootstrap(
     me: &ReplicaInfo,
     peers: &[String],
 ) -> Result<bool, StorageError> {
+    discard_interrupted_install(store)?;
     if peers.is_empty() || !store.is_empty()? {
         return Ok(false);
     }
+    store.set_installing(true)?;
     for addr in peers {
         let started = Instant::now();
         match fetch(store, dialer, me, addr).await {
             Ok((log, state)) => {
+                store.set_installing(false)?;
                 tracing::info!(
                     %addr, log_entries = log, state_records = state, took = ?started.elapsed(),
                     "installed a snapshot"
@@ -160,8 +163,26 @@ pub async fn bootstrap(
             }
         }
     }
+    store.set_installing(false)?;
     tracing::info!("no peer sent a snapshot: catching up by replaying the log");
     Ok(false)
+}
+
+/// Empties a store whose snapshot install was cut short (the process
+/// stopped between, or during, the imports of the log and the state):
+/// its log would claim entries whose state is missing, and nothing else
+/// would notice, since its cutoffs say it holds them. Returns whether
+/// there was one. The replica then starts as the empty one it was.
+fn discard_interrupted_install(store: &Store) -> Result<bool, StorageError> {
+    if !store.installing()? {
+        return Ok(false);
+    }
+    tracing::warn!(
+        "the last start stopped while installing a snapshot: discarding the partial copy"
+    );
+    store.clear_data()?;
+    store.set_installing(false)?;
+    Ok(true)
 }
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -267,4 +288,32 @@ async fn fetch(
         )));
     }
     Ok((counts[0], counts[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_install_cut_short_between_log_and_state_is_discarded_on_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.set_installing(true).unwrap();
+            // The log part arrived; the process stopped before the state's.
+            let log = vec![Ok((
+                vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1],
+                b"e".to_vec(),
+            ))];
+            store.import(Part::Log, log).unwrap();
+            store.persist().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.is_empty().unwrap());
+        assert!(discard_interrupted_install(&store).unwrap());
+        assert!(store.is_empty().unwrap(), "the partial copy is gone");
+        assert!(!store.installing().unwrap());
+        // A finished install (or none) is left alone.
+        assert!(!discard_interrupted_install(&store).unwrap());
+    }
 }
