@@ -135,6 +135,15 @@ pub struct ServeArgs {
           value_parser = disk_stall_timeout)]
     pub disk_stall_timeout_ms: u64,
 
+    /// How often this replica compares its log with each live peer's and
+    /// forwards entries of other replicas that the peer lacks (repair of
+    /// entries whose origin reached only some replicas), in milliseconds.
+    /// Best at a few relay timeouts: anything a peer lacks for longer is
+    /// not on its way.
+    #[arg(long, env = "CHAT_REPAIR_INTERVAL_MS", default_value_t = 6000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub repair_interval_ms: u64,
+
     /// Interval between heartbeats to each peer, in milliseconds.
     #[arg(long, env = "CHAT_HEARTBEAT_MS", default_value_t = 250)]
     pub heartbeat_ms: u64,

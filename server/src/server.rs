@@ -87,6 +87,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let settings = Settings {
         relay_timeout: Duration::from_millis(args.relay_timeout_ms),
         heartbeat: Duration::from_millis(args.heartbeat_ms),
+        repair_interval: Duration::from_millis(args.repair_interval_ms),
     };
     let dialer = Dialer {
         key: AddPeerKey::new(&secret),

@@ -406,6 +406,84 @@ async fn a_relay_stream_answers_each_batch_in_order_and_refuses_gaps_and_malform
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_that_reached_one_replica_are_forwarded_to_its_live_peers() {
+    // Replica 3's entry reaches replica 1 only -- as when a partition cut 3
+    // off from 2 but not from 1, or 3 crashed mid-relay -- and 3 is gone
+    // (stopped). Replicas 1 and 2 stay live to each other throughout, so no
+    // introduction will carry it: the repair rounds must. (The long relay
+    // deadline keeps the stopped replica 3 live on 1 while the test relays
+    // for it, as in the test above.)
+    let mut cluster = TestCluster::start_with(
+        "repl-forward",
+        3,
+        &["--relay-timeout-ms", "20000", "--repair-interval-ms", "300"],
+    )
+    .await;
+    cluster.converge(CONVERGE).await;
+    let info3 = cluster.status(3).await.unwrap().replica.unwrap();
+    cluster.r(3).signal(nix::sys::signal::Signal::SIGSTOP);
+    let entry = chat_tests::chat_server::entry::Entry {
+        origin: 3,
+        seq: 1,
+        hlc: 1 << 16,
+        request_id: [7; 16],
+        op: chat_tests::chat_server::entry::Op::DeleteAccount {
+            account: chat_tests::chat_server::ids::AccountId([7; 16]),
+        },
+    };
+    let request = repl::RelayRequest {
+        from: Some(info3),
+        entries: vec![entry.to_proto()],
+    };
+    let answer = first_answer(
+        replication_client(cluster.r(1))
+            .relay(tokio_stream::iter([request]))
+            .await,
+    )
+    .await
+    .unwrap();
+    assert!(!answer.resync && answer.cutoff == 1, "{answer:?}");
+    let holds = |s: &repl::StatusResponse| s.cutoffs.iter().any(|c| c.origin == 3 && c.seq == 1);
+    assert!(holds(&cluster.status(1).await.unwrap()));
+
+    let started = Instant::now();
+    loop {
+        let s2 = cluster.status(2).await.unwrap();
+        if holds(&s2) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "replica 2 never got replica 3's entry from replica 1: {s2:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Forwarded, not re-introduced: the two were live to each other all
+    // along, and replica 2 applied it (the states agree).
+    let (s1, s2) = (
+        cluster.status(1).await.unwrap(),
+        cluster.status(2).await.unwrap(),
+    );
+    assert!(
+        s1.peers
+            .iter()
+            .chain(&s2.peers)
+            .filter(|p| {
+                let id = p.info.as_ref().map(|i| i.id);
+                id == Some(1) || id == Some(2)
+            })
+            .all(|p| p.live),
+        "{s1:?} {s2:?}"
+    );
+    assert_eq!(s1.state_digest, s2.state_digest);
+    assert!(
+        cluster.r(1).log_tail().contains("forwarding them"),
+        "replica 1 did not say it forwarded"
+    );
+    cluster.r(3).signal(nix::sys::signal::Signal::SIGCONT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fourth_replica_joins_with_full_history() {
     let mut cluster = TestCluster::start("repl-join", 3).await;
     let mut c1 = cluster.r(1).client().await;

@@ -37,6 +37,8 @@ pub struct Settings {
     /// Interval between heartbeats to an idle live peer, and between
     /// introduction attempts to a dead one (twice this).
     pub heartbeat: Duration,
+    /// How often to compare logs with each live peer (`super::repair`).
+    pub repair_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,6 +549,7 @@ impl Cluster {
         // never stamps an entry with it.
         super::clocks::check(self);
         tokio::spawn(super::clocks::watch(self.clone()));
+        tokio::spawn(super::repair::run(self.clone()));
         self.started.send_replace(true);
         Ok(())
     }

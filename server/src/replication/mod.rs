@@ -25,6 +25,10 @@
 //! peers are retried every two heartbeat intervals, so a healed partition or
 //! a restarted replica comes back without waiting for a write.
 //!
+//! Entries that reached only some replicas -- their origin cut off from
+//! the others and then gone -- are forwarded between replicas that stay
+//! live to each other by [`repair`], which no introduction would do.
+//!
 //! Membership only grows, except by an operator's [`retire`]: a replica
 //! gone for good is marked retired, and that mark spreads with the network
 //! lists until every replica has stopped relaying to it and refuses it.
@@ -39,6 +43,7 @@ pub mod cluster;
 mod introduce;
 mod link;
 pub mod relay;
+mod repair;
 mod retire;
 pub mod service;
 pub mod snapshot;

@@ -210,6 +210,69 @@ impl Replication for ReplicationService {
         }))
     }
 
+    async fn forward(
+        &self,
+        request: Request<Streaming<PushRequest>>,
+    ) -> Result<Response<PushResponse>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty forward"))?;
+        let from = sender(&self.cluster, first.from)?;
+        // Only from a peer this replica relays to and accepts relays from:
+        // one it wrote off must introduce itself first, as for relays.
+        self.cluster
+            .link(from.id)
+            .filter(|l| l.info().instance == from.instance && l.state() == LinkState::Live)
+            .ok_or_else(|| Status::failed_precondition("introduce yourself before forwarding"))?;
+        let mine = crate::origin::replica(self.cluster.origin());
+        let mut next = first.chunk;
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut forwarded = 0usize;
+        loop {
+            if let Some(chunk) = next.take() {
+                let entries =
+                    decode_chunk(chunk).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                // A replica's own entries come from its own log, or from an
+                // introduction: never forwarded to it while it runs.
+                if entries
+                    .iter()
+                    .any(|e| crate::origin::replica(e.origin) == mine)
+                {
+                    return Err(Status::invalid_argument(
+                        "forwarded entries of the receiving replica's own origins",
+                    ));
+                }
+                forwarded += entries.len();
+                let queued = self.cluster.writer.queue_remote(entries).await;
+                in_flight.push_back(queued.map_err(write_status)?);
+                if in_flight.len() > MAX_CHUNKS_IN_FLIGHT
+                    && let Some(oldest) = in_flight.pop_front()
+                {
+                    oldest.await.map_err(write_status)?;
+                }
+            }
+            match stream.message().await? {
+                Some(msg) => next = msg.chunk,
+                None => break,
+            }
+        }
+        let mut applied = 0;
+        for outcome in in_flight {
+            applied += outcome.await.map_err(write_status)?.applied;
+        }
+        tracing::info!(
+            peer = from.id,
+            forwarded,
+            applied,
+            "received entries of other replicas that had not reached this one"
+        );
+        Ok(Response::new(PushResponse {
+            cutoffs: backlog::to_proto(&self.cluster.writer.cutoffs()),
+        }))
+    }
+
     async fn relay(
         &self,
         request: Request<Streaming<RelayRequest>>,
