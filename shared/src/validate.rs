@@ -24,7 +24,9 @@ pub enum ValidationError {
     MessageEmpty,
     #[error("message is {0} bytes long; the limit is {MESSAGE_MAX_BYTES} bytes")]
     MessageTooLong(usize),
-    #[error("message contains a control character (only tab and newline are allowed)")]
+    #[error(
+        "message contains a control character (only tab, line feed and carriage return are allowed)"
+    )]
     MessageControlCharacter,
     #[error("search pattern must be at most {PATTERN_MAX_CHARS} characters long")]
     PatternTooLong,

@@ -464,6 +464,82 @@ async fn next(events: &mut tonic::Streaming<proto::Event>) -> event::Kind {
 }
 
 #[tokio::test]
+async fn a_session_this_replica_cannot_place_yet_sends_the_client_elsewhere() {
+    // A genuine token of an account this replica has not received (made
+    // on a replica that was cut off from it; here: another replica with
+    // the same cluster secret that it never met). The session is fine, so
+    // the answer is "try another server" (UNAVAILABLE, which clients fail
+    // over on), not "log in again" (UNAUTHENTICATED).
+    let (_da, a) = single("not-here-yet-a").await;
+    let (_db, b) = single("not-here-yet-b").await;
+    let ann = register(&mut a.client().await, "ann", "ann-password").await;
+    let r = b
+        .client()
+        .await
+        .list_conversations(authed(
+            &ann.token,
+            proto::ListConversationsRequest {
+                page_size: 10,
+                cursor: String::new(),
+            },
+        ))
+        .await;
+    let m = expect_code(r, Code::Unavailable);
+    assert!(m.contains("has not received your account yet"), "{m}");
+}
+
+#[tokio::test]
+async fn a_live_stream_ends_when_its_session_expires() {
+    // Sessions of one second: the stream opened with one must not outlive
+    // it (a call with the token is refused by then, so must the stream be).
+    let dir = TestDir::new("stream-expiry");
+    let mut r = Replica::new(dir.path(), 1, vec![]);
+    r.extra_args
+        .extend(["--session-ttl-secs", "1"].map(String::from));
+    r.start().await;
+    let mut c = r.client().await;
+    let ann = register(&mut c, "ann", "ann-password").await;
+    let opened = std::time::Instant::now();
+    let mut events = c
+        .subscribe(authed(&ann.token, proto::SubscribeRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        next(&mut events).await,
+        event::Kind::Subscribed(_)
+    ));
+    // Expiry (1 s) plus the replicas' clock leeway (5 s), and a margin.
+    let end = tokio::time::timeout(Duration::from_secs(15), events.next())
+        .await
+        .expect("the stream outlived its session by far");
+    let status = match end {
+        Some(Err(status)) => status,
+        other => panic!("expected the stream to end with an error, got {other:?}"),
+    };
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "session expired: log in again");
+    assert!(
+        opened.elapsed() >= Duration::from_secs(1),
+        "ended before the expiry"
+    );
+    // And a call with the token is refused the same way.
+    let refused = c
+        .list_conversations(authed(
+            &ann.token,
+            proto::ListConversationsRequest {
+                page_size: 10,
+                cursor: String::new(),
+            },
+        ))
+        .await;
+    assert_eq!(
+        expect_code(refused, Code::Unauthenticated),
+        "session expired: log in again"
+    );
+}
+
+#[tokio::test]
 async fn live_delivery_through_subscription() {
     let (_dir, r) = single("live").await;
     let mut c = r.client().await;

@@ -6,7 +6,9 @@
 //! conversations. Its sessions stop working everywhere the deletion has
 //! been applied.
 
+use chat_shared::limits::PASSWORD_MAX_BYTES;
 use chat_shared::proto::{DeleteAccountRequest, DeleteAccountResponse};
+use chat_shared::validate::ValidationError;
 use tonic::Request;
 
 use super::{ApiError, Context, request_id};
@@ -16,6 +18,12 @@ pub async fn handle(
     ctx: &Context,
     req: Request<DeleteAccountRequest>,
 ) -> Result<DeleteAccountResponse, ApiError> {
+    // Bad input is refused before anything else, the retry of a deletion
+    // that went through included.
+    let rid = request_id(&req.get_ref().request_id)?;
+    if req.get_ref().password.len() > PASSWORD_MAX_BYTES {
+        return Err(ValidationError::PasswordTooLong.into());
+    }
     let session = match ctx.authenticate(&req) {
         Ok(session) => session,
         // A retry of a deletion that went through (the answer was lost in a
@@ -29,7 +37,6 @@ pub async fn handle(
     };
     let address = req.remote_addr().map(|a| a.ip());
     let req = req.into_inner();
-    let rid = request_id(&req.request_id)?;
     // Throttled like Login: a stolen session must not become a way to
     // guess the password.
     let name = &session.record.username;

@@ -2,9 +2,10 @@
 //!
 //! Codes follow gRPC's meanings: the caller's fault is INVALID_ARGUMENT,
 //! NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION or PERMISSION_DENIED
-//! (never worth retrying as is); RESOURCE_EXHAUSTED is an oversized request
-//! or too many password tries (worth retrying after the wait its message
-//! names, not elsewhere); UNAVAILABLE means "this replica cannot serve this
+//! (never worth retrying as is); an oversized request is OUT_OF_RANGE (set
+//! by tonic's decoder, before any handler); RESOURCE_EXHAUSTED is too many
+//! password tries, sign-ups or streams (worth retrying after the wait its
+//! message names, not elsewhere); UNAVAILABLE means "this replica cannot serve this
 //! now, try another", which is what a client's failover keys on.
 //! Messages are sentences a user may be shown.
 
@@ -55,6 +56,13 @@ pub enum ApiError {
     /// (`crate::clock_agreement`): the refusal, in words.
     #[error("{0}")]
     ClockOff(String),
+    /// A genuine session of an account this replica has not received yet
+    /// (it was created while this replica was cut off): another replica
+    /// can serve it, so the client should fail over, not log out.
+    #[error(
+        "this server has not received your account yet (it is catching up with the others); try another server"
+    )]
+    AccountNotHereYet,
 }
 
 impl From<ApiError> for Status {
@@ -76,9 +84,9 @@ impl From<ApiError> for Status {
             ApiError::Throttled(_) | ApiError::SignupsUsedUp(_) | ApiError::TooManyStreams(_) => {
                 Status::resource_exhausted(msg)
             }
-            ApiError::ClockOff(_) | ApiError::Write(WriteError::ClockOff(_)) => {
-                Status::unavailable(msg)
-            }
+            ApiError::ClockOff(_)
+            | ApiError::Write(WriteError::ClockOff(_))
+            | ApiError::AccountNotHereYet => Status::unavailable(msg),
             ApiError::Hash(_) => {
                 tracing::error!(error = %msg, "password hashing failed");
                 Status::internal(msg)

@@ -79,6 +79,8 @@ pub struct Context {
 pub struct Session {
     pub account: AccountId,
     pub record: AccountRecord,
+    /// When the session's token expires, seconds since the epoch.
+    pub expires_at: u64,
 }
 
 impl Context {
@@ -105,7 +107,14 @@ impl Context {
         match query::account_status(&self.store.reader(), account)? {
             AccountStatus::Active(record) => {
                 let current = self.sessions.is_current(&token, &record.password_hash);
-                Ok((Session { account, record }, current))
+                Ok((
+                    Session {
+                        account,
+                        record,
+                        expires_at: token.expires_at,
+                    },
+                    current,
+                ))
             }
             AccountStatus::Deleted(_) => Err(ApiError::Unauthenticated(
                 "this account has been deleted".into(),
@@ -113,10 +122,10 @@ impl Context {
             AccountStatus::LostName(rec) => Err(lost_name(&rec.username)),
             // Valid token, account not here: created on another replica that
             // has not reached this one. Cannot happen for an acknowledged
-            // creation unless this replica was partitioned away.
-            AccountStatus::Unknown => Err(ApiError::Unauthenticated(
-                "this replica does not know your account yet; try another server".into(),
-            )),
+            // creation unless this replica was partitioned away; the session
+            // is fine, so the client is sent elsewhere (UNAVAILABLE), not
+            // back to the login screen.
+            AccountStatus::Unknown => Err(ApiError::AccountNotHereYet),
         }
     }
 

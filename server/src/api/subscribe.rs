@@ -4,8 +4,10 @@
 //! then carries every change to the caller's conversations as this replica
 //! applies it -- including changes accepted by other replicas, which arrive
 //! here by replication. It ends when the client cancels, the account is
-//! deleted or its password changed (`UNAUTHENTICATED`: the session the
-//! stream was opened with has ended), or the replica shuts down; a client
+//! deleted or its password changed, or the session's token expires
+//! (`UNAUTHENTICATED`: the session the stream was opened with has ended:
+//! a stream must not outlive what a call with its token would be allowed),
+//! or the replica shuts down; a client
 //! then re-subscribes (anywhere) and refreshes its views.
 //!
 //! Each stream holds a buffer and a task on this replica, so one account
@@ -23,6 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Status};
 
 use super::{ApiError, ChatApi, Context, MessageBuilder};
+use crate::auth::{SessionError, Sessions};
 use crate::ids::AccountId;
 use crate::state::{Change, query};
 
@@ -51,6 +54,7 @@ pub async fn handle(
     let me = Me {
         account: session.account,
         password_hash: session.record.password_hash,
+        expires_at: session.expires_at,
     };
     tokio::spawn(forward(ctx.clone(), me, changes, tx, slot));
     Ok(Box::pin(ReceiverStream::new(rx)))
@@ -98,6 +102,8 @@ struct Me {
     account: AccountId,
     /// The password hash in force when the stream was opened.
     password_hash: String,
+    /// When the session's token expires, seconds since the epoch.
+    expires_at: u64,
 }
 
 /// Forwards the changes that concern `me` until the stream ends; the
@@ -110,10 +116,19 @@ async fn forward(
     _slot: StreamSlot,
 ) {
     let mut shutdown = ctx.shutdown.clone();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let expiry = tokio::time::sleep(Sessions::remaining(me.expires_at, now_ms));
+    tokio::pin!(expiry);
     loop {
         let batch = tokio::select! {
             batch = changes.recv() => batch,
             _ = tx.closed() => return,
+            _ = &mut expiry => {
+                let _ = tx.send(Err(ApiError::from(SessionError::Expired).into())).await;
+                return;
+            }
             _ = shutdown.changed() => {
                 let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
                 return;

@@ -36,6 +36,8 @@ pub struct Token {
     pub account: AccountId,
     /// [`Sessions::fingerprint`] of the password hash it was issued under.
     pub password: String,
+    /// When it expires, seconds since the epoch.
+    pub expires_at: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +56,10 @@ pub enum SessionError {
     PasswordChanged,
 }
 
+/// How long after its `exp` a token is still accepted: replicas' clocks
+/// differ by a little.
+pub const LEEWAY_SECS: u64 = 5;
+
 pub struct Sessions {
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -69,7 +75,7 @@ impl Sessions {
         validation.set_required_spec_claims(&["exp", "sub"]);
         // `pwd` is required by `Claims` itself: tokens issued before it
         // existed do not decode.
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         Self {
             encoding: EncodingKey::from_secret(&key),
             decoding: DecodingKey::from_secret(&key),
@@ -116,7 +122,19 @@ impl Sessions {
         Ok(Token {
             account: data.claims.sub.parse().map_err(|_| SessionError::Invalid)?,
             password: data.claims.pwd,
+            expires_at: data.claims.exp,
         })
+    }
+
+    /// How long from `now_ms` (ms since the epoch) until a token that
+    /// expires at `expires_at` (seconds) stops being accepted -- zero once it
+    /// has. [`Sessions::verify`] accepts it through the whole second
+    /// `expires_at + LEEWAY_SECS` (it compares whole seconds).
+    pub fn remaining(expires_at: u64, now_ms: u64) -> std::time::Duration {
+        let refused_from_ms = expires_at
+            .saturating_add(LEEWAY_SECS + 1)
+            .saturating_mul(1000);
+        std::time::Duration::from_millis(refused_from_ms.saturating_sub(now_ms))
     }
 
     /// Whether `token` was issued under the password hash in force.
@@ -159,6 +177,33 @@ mod tests {
         assert_eq!(
             sessions(b"another secret!!").verify(&token),
             Err(SessionError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_token_is_refused_once_its_remaining_time_is_up() {
+        let s = sessions(b"0123456789abcdef");
+        let now_s = now();
+        // A token that expired LEEWAY_SECS ago is still accepted this
+        // second, and has time remaining.
+        let (token, exp) = s.issue(AccountId([3; 16]), "h", now_s - 3600 - LEEWAY_SECS);
+        assert_eq!(exp + LEEWAY_SECS, now_s);
+        assert!(
+            s.verify(&token).is_ok() || now() > now_s,
+            "accepted through its last second"
+        );
+        let left = Sessions::remaining(exp, now_s * 1000);
+        assert_eq!(left, std::time::Duration::from_secs(1));
+        // One more second: refused, and nothing remains.
+        let (old, exp) = s.issue(AccountId([3; 16]), "h", now_s - 3600 - LEEWAY_SECS - 1);
+        assert_eq!(s.verify(&old), Err(SessionError::Expired));
+        assert_eq!(
+            Sessions::remaining(exp, now_s * 1000),
+            std::time::Duration::ZERO
+        );
+        assert_eq!(
+            Sessions::remaining(u64::MAX, 0),
+            std::time::Duration::from_millis(u64::MAX)
         );
     }
 
