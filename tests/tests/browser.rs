@@ -65,6 +65,17 @@ async fn wait_count_text(b: &Browser, css: &str, text: &str, n: usize) {
     .await
 }
 
+/// The status ("Sent", "Read") of the message saying `body`, if shown.
+async fn status_of(b: &Browser, body: &str) -> serde_json::Value {
+    b.js(
+        "const m = [...document.querySelectorAll('li.msg')]\
+            .find(e => e.querySelector('.body').textContent === arguments[0]);
+         return m ? m.querySelector('.status').textContent : null;",
+        vec![json!(body)],
+    )
+    .await
+}
+
 fn no_alerts(b: &Browser, alerts: &[String]) {
     assert!(
         alerts.is_empty(),
@@ -511,4 +522,264 @@ async fn accounts_errors_unread_count_paging_and_deletion() {
     let listed = dave.list_accounts("carol", 0, "").await.expect("list");
     assert!(listed.accounts.is_empty(), "a deleted account is listed");
     carol.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseen_messages_stay_unread_and_reconnecting_keeps_what_was_loaded() {
+    // More than a page of history (30) and two of people (20); the longest
+    // username there can be, for the narrow layout.
+    const HISTORY: usize = 40;
+    const PALS: usize = 41;
+    const ANN: &str = "ann-with-a-very-long-username-32";
+    assert_eq!(
+        ANN.chars().count(),
+        chat_tests::chat_shared::limits::USERNAME_MAX_CHARS
+    );
+    let _one_at_a_time = EXCLUSIVE.lock().await;
+    let mut cluster = cluster("browser-unseen").await;
+
+    // Ann (a native client) writes more than a page to Bob, and more than a
+    // page of people register.
+    let bob_native = native::client(vec![cluster.r(1).url()], Config::default());
+    let bob_id = bob_native
+        .create_account("bob", "bob-password")
+        .await
+        .expect("bob")
+        .account
+        .expect("account")
+        .id;
+    let ann_native = native::client(vec![cluster.r(1).url()], Config::default());
+    ann_native
+        .create_account(ANN, "ann-password")
+        .await
+        .expect("ann");
+    for i in 1..=HISTORY {
+        ann_native
+            .send_message(&bob_id, &format!("Older message {i}."))
+            .await
+            .expect("send");
+    }
+    let pals = native::client(vec![cluster.r(3).url()], Config::default());
+    for i in 0..PALS {
+        pals.create_account(&format!("pal-{i:02}"), "pal-password")
+            .await
+            .expect("pal");
+    }
+    cluster.converge(Duration::from_secs(30)).await;
+
+    let driver = Chromedriver::start().await;
+    let bob = driver.browser("bob-unseen").await;
+    bob.goto(&cluster.r(2).url()).await;
+    assert_eq!(connected_to(&bob).await, 2);
+    log_in(&bob, "bob", "bob-password").await;
+    bob.wait_text("#notice", &format!("You have {HISTORY} unread messages."))
+        .await;
+
+    // Two clicks on "Show more people" before the first is answered list
+    // each person once (also after the next page: the list behind the view
+    // holds no duplicate either).
+    bob.click("#tab-people").await;
+    bob.fill_and_enter("#people-search", "pal-*").await;
+    bob.wait("a first page of 20 accounts", || async {
+        (bob.count("li.account").await == 20).then_some(())
+    })
+    .await;
+    bob.js(
+        "const more = document.querySelector('#accounts-more'); more.click(); more.click();",
+        vec![],
+    )
+    .await;
+    bob.find("#accounts[aria-busy=false]").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bob.count("li.account").await, 40);
+    bob.click("#accounts-more").await;
+    bob.wait_gone("#accounts-more").await;
+    bob.find("#accounts[aria-busy=false]").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bob.count("li.account").await, PALS);
+    for i in 0..PALS {
+        let pal = format!("pal-{i:02}");
+        assert_eq!(
+            bob.count(&format!("li.account[data-username='{pal}']"))
+                .await,
+            1,
+            "{pal}"
+        );
+    }
+
+    // Bob reads the whole conversation, older page included.
+    let ann_row = format!("li.conversation[data-peer='{ANN}']");
+    bob.click("#tab-chats").await;
+    bob.click(&format!("{ann_row} button")).await;
+    wait_count_text(
+        &bob,
+        "li.msg .body",
+        &format!("Older message {HISTORY}."),
+        1,
+    )
+    .await;
+    assert_eq!(bob.count("li.msg").await, 30);
+    bob.wait_text("#unread-total", &(HISTORY - 30).to_string())
+        .await;
+    bob.click("#load-older").await;
+    wait_count_text(&bob, "li.msg .body", "Older message 1.", 1).await;
+    assert_eq!(bob.count("li.msg").await, HISTORY);
+    bob.wait_text("#unread-total", "0").await;
+
+    // Ann, in a browser, sees it all read.
+    let ann = driver.browser("ann-unseen").await;
+    ann.goto(&cluster.r(1).url()).await;
+    log_in(&ann, ANN, "ann-password").await;
+    ann.wait_text("#me-name", ANN).await;
+    ann.click("li.conversation[data-peer=bob] button").await;
+    wait_count_text(&ann, "li.msg.mine .status", "Read", 30).await;
+
+    // Bob's page is hidden (another tab in front): a message arrives, is
+    // shown, and stays unread -- for Bob's count and title, and for Ann.
+    let set_visibility = |state: &str| {
+        format!(
+            "Object.defineProperty(document, 'visibilityState', \
+                {{configurable: true, get: () => '{state}'}});
+             document.dispatchEvent(new Event('visibilitychange', {{bubbles: true}}));"
+        )
+    };
+    // Reading older messages, Bob is not at the bottom of the conversation:
+    // a new message does not move the view.
+    let scroll_top = "return document.querySelector('#messages').scrollTop;";
+    let reading_at = bob.js(scroll_top, vec![]).await;
+    let below = bob
+        .js(
+            "const m = document.querySelector('#messages');
+             return m.scrollHeight - m.scrollTop - m.clientHeight;",
+            vec![],
+        )
+        .await;
+    assert!(below.as_f64().expect("a number") > 80.0, "{below}");
+    bob.js(&set_visibility("hidden"), vec![]).await;
+    const UNSEEN: &str = "Are you there, Bob?";
+    ann.fill_and_enter("#composer", UNSEEN).await;
+    wait_count_text(&ann, "li.msg.mine:not(.pending) .body", UNSEEN, 1).await;
+    wait_count_text(&bob, "li.msg .body", UNSEEN, 1).await;
+    bob.wait_text("#unread-total", "1").await;
+    bob.wait_title("(1) Relay — chat").await;
+    bob.wait_text(&format!("{ann_row} .badge"), "1").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status_of(&ann, UNSEEN).await, json!("Sent"));
+    assert_eq!(bob.text("#unread-total").await, "1");
+    assert_eq!(bob.js(scroll_top, vec![]).await, reading_at);
+
+    // Back in front: what is shown is read, and Ann sees it.
+    bob.js(&set_visibility("visible"), vec![]).await;
+    bob.wait_text("#unread-total", "0").await;
+    bob.wait_title("Relay — chat").await;
+    bob.wait_gone(&format!("{ann_row} .badge")).await;
+    ann.wait("Ann to see her message read", || async {
+        (status_of(&ann, UNSEEN).await == json!("Read")).then_some(())
+    })
+    .await;
+
+    // Bob's replica dies: after the failover everything he had loaded is
+    // still shown, in order, with what arrives next.
+    cluster.converge(Duration::from_secs(30)).await;
+    let victim = connected_to(&bob).await;
+    cluster.r(victim).kill9();
+    bob.wait("Bob's failover", || async {
+        let now = bob
+            .try_find("#connection[data-state=connected]")
+            .await?
+            .attr("data-server")
+            .await
+            .ok()??;
+        (now != victim.to_string()).then_some(())
+    })
+    .await;
+    const AFTER: &str = "Back after the failover.";
+    let survivor = (1..=3).find(|id| *id != victim).unwrap();
+    let ann_again = native::client(vec![cluster.r(survivor).url()], Config::default());
+    ann_again.login(ANN, "ann-password").await.expect("login");
+    ann_again.send_message(&bob_id, AFTER).await.expect("send");
+    wait_count_text(&bob, "li.msg .body", AFTER, 1).await;
+    let bodies = bob
+        .js(
+            "return [...document.querySelectorAll('.thread li.msg .body')].map(e => e.textContent);",
+            vec![],
+        )
+        .await;
+    let mut expected: Vec<String> = (1..=HISTORY)
+        .map(|n| format!("Older message {n}."))
+        .collect();
+    expected.extend([UNSEEN.to_string(), AFTER.to_string()]);
+    assert_eq!(bodies, json!(expected));
+
+    // A dialog takes the focus, and Escape closes it wherever the focus is.
+    bob.click("#change-password").await;
+    bob.wait("the focus in the dialog", || async {
+        let id = bob.js("return document.activeElement.id;", vec![]).await;
+        (id == json!("current-password")).then_some(())
+    })
+    .await;
+    bob.js(
+        "document.activeElement.blur();
+         document.body.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}));",
+        vec![],
+    )
+    .await;
+    bob.wait_gone("#password-dialog").await;
+
+    // On a phone-sized screen the long name ends in an ellipsis and every
+    // button stays on screen.
+    bob.client
+        .set_window_size(375, 800)
+        .await
+        .expect("window size");
+    bob.wait("a 375 px wide page", || async {
+        let width = bob.js("return window.innerWidth;", vec![]).await;
+        (width.as_u64()? <= 375).then_some(())
+    })
+    .await;
+    let layout = bob
+        .js(
+            "const width = document.documentElement.clientWidth;
+             const right = s => document.querySelector(s).getBoundingClientRect().right;
+             const name = document.querySelector('#peer-name');
+             return {
+                 overflow: document.documentElement.scrollWidth > width,
+                 off_screen: ['#servers-btn', '#logout', '#change-password', '#select-mode', '#send']
+                     .filter(s => right(s) > width),
+                 name_cut: name.scrollWidth > name.clientWidth,
+             };",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        layout,
+        json!({"overflow": false, "off_screen": [], "name_cut": true})
+    );
+    bob.screenshot("15-narrow-conversation").await;
+    // Selecting messages to delete: the buttons stay on screen too.
+    bob.click("#select-mode").await;
+    bob.click("li.msg input.select-msg").await;
+    bob.click("#delete-selected").await;
+    let off_screen = bob
+        .js(
+            "const width = document.documentElement.clientWidth;
+             return ['#confirm-delete', '#select-mode']
+                 .filter(s => document.querySelector(s).getBoundingClientRect().right > width);",
+            vec![],
+        )
+        .await;
+    assert_eq!(off_screen, json!([]));
+    bob.screenshot("15b-narrow-delete").await;
+    bob.click("#select-mode").await;
+    bob.wait_gone("#confirm-delete").await;
+    ann.client
+        .set_window_size(375, 800)
+        .await
+        .expect("window size");
+    ann.screenshot("16-narrow-conversation-ann").await;
+    no_alerts(&ann, &ann.alerts().await);
+    no_alerts(&bob, &bob.alerts().await);
+
+    ann.close().await;
+    bob.close().await;
 }

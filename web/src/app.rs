@@ -6,20 +6,40 @@
 //! always one to show the user (never a dead replica: the connection
 //! indicator reports those). The live subscription keeps the views fresh:
 //! each event patches what is shown, and a (re)subscription or `lagged`
-//! reloads it, since the server does not replay missed events.
+//! reloads it, since the server does not replay missed events. A reload
+//! keeps what the user had paged in (all the conversations and older
+//! messages shown), so reconnecting never loses their place; a stream that
+//! fails for another reason than the session ending is re-opened after a
+//! backoff, saying so.
+//!
+//! Messages count as read only when seen: while the page is hidden (another
+//! tab, a minimised window) they stay unread, and what the open
+//! conversation shows is marked read when the page is visible again.
+
+use std::time::Duration;
 
 use chat_shared::client::{CallError, Connection, ServerInfo};
+use chat_shared::limits::{CONVERSATIONS_PAGE_MAX, HISTORY_PAGE_MAX};
 use chat_shared::proto::{self, event};
 use futures_util::StreamExt;
 use futures_util::future::{AbortHandle, Abortable};
+use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use crate::days::Day;
 use crate::net::{self, WebClient};
 
 pub const CONVERSATIONS_PAGE: u32 = 30;
 pub const HISTORY_PAGE: u32 = 30;
 pub const ACCOUNTS_PAGE: u32 = 20;
+/// Most messages a reload fetches to keep what the user had paged in;
+/// older ones load on demand again.
+const RELOAD_MAX: usize = 2_000;
+/// The pause before re-opening a failed live stream: doubling up to the
+/// maximum, back to the first after an event arrives.
+const LIVE_RETRY_FIRST: Duration = Duration::from_secs(5);
+const LIVE_RETRY_MAX: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Tab {
@@ -70,6 +90,12 @@ pub struct App {
     pub history_cursor: RwSignal<String>,
     pub pending: RwSignal<Vec<Pending>>,
     next_pending: StoredValue<u64>,
+    /// Counts replacements of `messages`: an older page asked for before
+    /// one (with a cursor that is gone) is dropped when it arrives.
+    history_generation: StoredValue<u64>,
+    /// Today and yesterday, kept current (day labels change at midnight,
+    /// also in a tab left open).
+    pub today: RwSignal<(Day, Day)>,
 }
 
 impl App {
@@ -92,6 +118,8 @@ impl App {
             history_cursor: RwSignal::new(String::new()),
             pending: RwSignal::new(Vec::new()),
             next_pending: StoredValue::new(0),
+            history_generation: StoredValue::new(0),
+            today: RwSignal::new(Day::today()),
         }
     }
 
@@ -122,6 +150,15 @@ impl App {
                 .keep_servers_fresh(std::time::Duration::from_secs(10))
                 .await;
         });
+        spawn_local(async move {
+            loop {
+                TimeoutFuture::new(60_000).await;
+                let today = Day::today();
+                if self.today.get_untracked() != today {
+                    self.today.set(today);
+                }
+            }
+        });
         if let Some(session) = net::load_session() {
             let account = session.account.clone();
             client.set_session(Some(session));
@@ -139,13 +176,21 @@ impl App {
     /// A failed call's message for the user. A session that the servers no
     /// longer accept ends here, back at the login screen.
     pub fn explain(self, error: &CallError) -> String {
+        let text = sentence(&error.to_string());
         if error.is_session_ended() && self.me.get_untracked().is_some() {
+            // The server's sentence may say so already ("session expired:
+            // log in again").
+            let notice = if text.to_lowercase().contains("log in again") {
+                text.clone()
+            } else {
+                format!("{text} Please log in again.")
+            };
             self.end_session(Some(Notice {
-                text: format!("{} Please log in again.", sentence(&error.to_string())),
+                text: notice,
                 warning: true,
             }));
         }
-        sentence(&error.to_string())
+        text
     }
 
     // --- Session ----------------------------------------------------------
@@ -270,22 +315,54 @@ impl App {
 
     // --- Live events ------------------------------------------------------
 
+    /// Keeps a live stream open while the session lasts. A session that
+    /// ended goes back to the login screen (`explain`); any other failure
+    /// is said in a notice and the stream re-opens after a backoff.
     fn start_live(self) {
         let (handle, registration) = AbortHandle::new_pair();
         if let Some(old) = self.live.get_value() {
             old.abort();
         }
         self.live.set_value(Some(handle));
-        let mut events = self.client().subscribe();
         let live = async move {
+            let mut pause = LIVE_RETRY_FIRST;
+            let mut paused: Option<Notice> = None;
             loop {
-                match events.next().await {
-                    Ok(event) => self.on_event(event).await,
-                    Err(e) => {
-                        self.explain(&e);
-                        break;
+                let mut events = self.client().subscribe();
+                let error = loop {
+                    match events.next().await {
+                        Ok(event) => {
+                            pause = LIVE_RETRY_FIRST;
+                            if let Some(notice) = paused.take()
+                                && self.notice.with_untracked(|n| n.as_ref() == Some(&notice))
+                            {
+                                self.notice.set(None);
+                            }
+                            self.on_event(event).await;
+                        }
+                        Err(e) => break e,
                     }
+                };
+                let reason = self.explain(&error);
+                if error.is_session_ended() || self.me.with_untracked(Option::is_none) {
+                    return;
                 }
+                let notice = Notice {
+                    text: format!(
+                        "Live updates paused: {reason} Retrying in {} s.",
+                        pause.as_secs()
+                    ),
+                    warning: true,
+                };
+                self.notice.set(Some(notice.clone()));
+                paused = Some(notice);
+                TimeoutFuture::new(pause.as_millis() as u32).await;
+                // Logging out aborts this task; this is for a session that
+                // ended some other way meanwhile.
+                if self.me.with_untracked(Option::is_none) {
+                    return;
+                }
+                pause = (pause * 2).min(LIVE_RETRY_MAX);
             }
         };
         spawn_local(async move {
@@ -353,22 +430,36 @@ impl App {
 
     // --- Conversations ----------------------------------------------------
 
-    /// Reloads the first page of conversations (a conversation that became
-    /// active moves to the front, so patching pages in place would miss it).
+    /// Reloads the conversations (a conversation that became active moves
+    /// to the front, so patching pages in place would miss it): as many as
+    /// are shown, so that "Show more conversations" is not undone.
     pub async fn refresh_conversations(self) {
-        match self
-            .client()
-            .list_conversations(CONVERSATIONS_PAGE, "")
-            .await
-        {
-            Ok(page) => {
-                self.conversations.set(page.conversations);
-                self.conversations_cursor.set(page.next_cursor);
+        let wanted = self
+            .conversations
+            .with_untracked(Vec::len)
+            .max(CONVERSATIONS_PAGE as usize);
+        let mut fetched = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let size = (wanted - fetched.len()).min(CONVERSATIONS_PAGE_MAX as usize) as u32;
+            match self.client().list_conversations(size, &cursor).await {
+                Ok(page) => {
+                    for c in page.conversations {
+                        add_conversation(&mut fetched, c);
+                    }
+                    cursor = page.next_cursor;
+                }
+                Err(e) => {
+                    self.explain(&e);
+                    return;
+                }
             }
-            Err(e) => {
-                self.explain(&e);
+            if cursor.is_empty() || fetched.len() >= wanted {
+                break;
             }
         }
+        self.conversations.set(fetched);
+        self.conversations_cursor.set(cursor);
     }
 
     pub async fn more_conversations(self) {
@@ -384,13 +475,7 @@ impl App {
             Ok(page) => {
                 self.conversations.update(|cs| {
                     for c in page.conversations {
-                        let peer = c.peer.as_ref().map(|p| p.id.clone());
-                        if !cs
-                            .iter()
-                            .any(|x| x.peer.as_ref().map(|p| p.id.clone()) == peer)
-                        {
-                            cs.push(c);
-                        }
+                        add_conversation(cs, c);
                     }
                 });
                 self.conversations_cursor.set(page.next_cursor);
@@ -409,6 +494,7 @@ impl App {
             return;
         }
         self.peer.set(Some(peer));
+        self.history_generation.update_value(|g| *g += 1);
         self.messages.set(Vec::new());
         self.history_cursor.set(String::new());
         self.pending.set(Vec::new());
@@ -417,40 +503,36 @@ impl App {
 
     /// Loads the newest page of the open conversation, or (`older`) the page
     /// before the oldest one shown.
+    ///
+    /// Loading the newest again (a reload) fetches back to the oldest
+    /// message shown, so that older pages the user loaded stay, and shows
+    /// exactly what it fetched. An older page whose answer arrives after
+    /// the list was replaced followed a cursor that is gone: it is dropped.
     pub async fn load_history(self, older: bool) {
         let Some(peer) = self.peer.get_untracked() else {
             return;
         };
-        let cursor = if older {
-            let cursor = self.history_cursor.get_untracked();
-            if cursor.is_empty() {
-                return;
-            }
-            cursor
+        if older {
+            self.load_older(&peer.id).await;
         } else {
-            String::new()
-        };
-        match self
-            .client()
-            .get_history(&peer.id, HISTORY_PAGE, &cursor)
-            .await
-        {
+            self.load_newest(&peer.id).await;
+        }
+    }
+
+    async fn load_older(self, peer: &str) {
+        let cursor = self.history_cursor.get_untracked();
+        if cursor.is_empty() {
+            return;
+        }
+        let generation = self.history_generation.get_value();
+        match self.client().get_history(peer, HISTORY_PAGE, &cursor).await {
             Ok(page) => {
-                // The user may have moved on while this was loading.
-                if self
-                    .peer
-                    .with_untracked(|p| p.as_ref().map(|p| &p.id) != Some(&peer.id))
-                {
+                // Another conversation, or a reload, replaced the list.
+                if self.history_generation.get_value() != generation {
                     return;
                 }
-                if older {
-                    for m in page.messages {
-                        upsert(self.messages, m);
-                    }
-                } else {
-                    let mut newest = page.messages;
-                    newest.reverse();
-                    self.messages.set(newest);
+                for m in page.messages {
+                    upsert(self.messages, m);
                 }
                 self.history_cursor.set(page.next_cursor);
                 self.mark_shown_read().await;
@@ -461,8 +543,55 @@ impl App {
         }
     }
 
-    /// Marks what the open conversation shows as read.
-    async fn mark_shown_read(self) {
+    async fn load_newest(self, peer: &str) {
+        let (shown, oldest) = self
+            .messages
+            .with_untracked(|ms| (ms.len(), ms.first().map(|m| (m.id.clone(), m.sent_at_ms))));
+        // Newest first, as the pages come.
+        let mut fetched: Vec<proto::Message> = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let size =
+                (shown.saturating_sub(fetched.len()) as u32).clamp(HISTORY_PAGE, HISTORY_PAGE_MAX);
+            let page = match self.client().get_history(peer, size, &cursor).await {
+                Ok(page) => page,
+                Err(e) => {
+                    self.explain(&e);
+                    return;
+                }
+            };
+            // Back at the oldest shown (or past it, if it was deleted).
+            let reached = oldest.as_ref().is_none_or(|(id, at)| {
+                page.messages
+                    .iter()
+                    .any(|m| m.id == *id || m.sent_at_ms < *at)
+            });
+            fetched.extend(page.messages);
+            cursor = page.next_cursor;
+            if reached || cursor.is_empty() || fetched.len() >= RELOAD_MAX {
+                break;
+            }
+        }
+        // The user may have moved on while this was loading.
+        if self
+            .peer
+            .with_untracked(|p| p.as_ref().map(|p| p.id.as_str()) != Some(peer))
+        {
+            return;
+        }
+        fetched.reverse();
+        self.history_generation.update_value(|g| *g += 1);
+        self.messages.set(fetched);
+        self.history_cursor.set(cursor);
+        self.mark_shown_read().await;
+    }
+
+    /// Marks what the open conversation shows as read, if the user can see
+    /// it (called again when the page becomes visible).
+    pub async fn mark_shown_read(self) {
+        if !page_visible() {
+            return;
+        }
         let me = self.my_id();
         let ids: Vec<String> = self.messages.with_untracked(|ms| {
             ms.iter()
@@ -549,6 +678,26 @@ impl App {
             .map(|_| ())
             .map_err(|e| sentence(&e.to_string()))
     }
+}
+
+/// Adds a conversation unless one with the same peer is there already
+/// (pages read at different moments can overlap).
+fn add_conversation(cs: &mut Vec<proto::Conversation>, c: proto::Conversation) {
+    let peer = c.peer.as_ref().map(|p| p.id.clone());
+    if !cs
+        .iter()
+        .any(|x| x.peer.as_ref().map(|p| p.id.clone()) == peer)
+    {
+        cs.push(c);
+    }
+}
+
+/// Whether the user can see the page: not a background tab, not a
+/// minimised window.
+pub fn page_visible() -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .is_none_or(|d| d.visibility_state() == web_sys::VisibilityState::Visible)
 }
 
 /// Inserts or replaces a message, keeping the list in the server's order

@@ -4,8 +4,14 @@
 //! Accessibility: every input has a label (visible, or `sr-only` where the
 //! placeholder says the same), forms submit with Enter, errors of the
 //! user's own actions are `role="alert"`, and the connection indicator is a
-//! polite live region. Element ids double as stable hooks for the browser
-//! tests.
+//! polite live region. Dialogs take the focus when they open and close on
+//! Escape wherever the focus is. Element ids double as stable hooks for the
+//! browser tests.
+//!
+//! Components may be gone by the time an action they started completes (the
+//! user logged out, or moved on): after an `await` they touch their own
+//! signals only through the `try_` methods, since reading a disposed signal
+//! panics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,12 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chat_shared::client::Connection;
 use chat_shared::proto;
 use chat_shared::validate;
-use leptos::ev::{KeyboardEvent, SubmitEvent};
+use leptos::ev::{self, KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
-use crate::app::{ACCOUNTS_PAGE, App, Dialog, Notice, Tab, sentence};
+use crate::app::{ACCOUNTS_PAGE, App, Dialog, Notice, Tab, page_visible, sentence};
 use crate::days::{self, Day};
 use crate::net;
 
@@ -43,6 +49,13 @@ pub fn Root() -> impl IntoView {
             Some(n) if n > 0 => format!("({n}) {TITLE}"),
             _ => TITLE.to_string(),
         });
+    });
+    // What arrived while the page was hidden is read once it is seen. (The
+    // event is fired at the document and bubbles to the window.)
+    _ = window_event_listener(ev::visibilitychange, move |_| {
+        if page_visible() {
+            spawn_local(app.mark_shown_read());
+        }
     });
     view! {
         <div class="shell">
@@ -388,6 +401,7 @@ fn Conversations() -> impl IntoView {
                         let mine = last.sender.as_ref().is_some_and(|s| s.id == app.my_id());
                         let preview = if mine { format!("You: {}", last.body) } else { last.body.clone() };
                         let unread = c.unread_count;
+                        let sent = last.sent_at_ms;
                         let name = peer.username.clone();
                         view! {
                             <li
@@ -405,7 +419,7 @@ fn Conversations() -> impl IntoView {
                                         <span class="row-sub">{preview}</span>
                                     </span>
                                     <span class="row-meta">
-                                        <time title=full_date(last.sent_at_ms)>{clock(last.sent_at_ms)}</time>
+                                        <time title=full_date(sent)>{move || clock(sent, app.today.get())}</time>
                                         {(unread > 0).then(|| view! {
                                             <span class="badge" aria-label=format!("{unread} unread")>{unread}</span>
                                         })}
@@ -440,6 +454,11 @@ fn People() -> impl IntoView {
 
     // Plain text means "starting with"; `*` and `?` are wildcards.
     let search = move |more: bool| {
+        // A second "Show more" before the first answered would ask for the
+        // same page again.
+        if more && busy.get_untracked() {
+            return;
+        }
         let typed = pattern.get_untracked().trim().to_string();
         let wanted = if more {
             searched.get_untracked()
@@ -468,7 +487,13 @@ fn People() -> impl IntoView {
             match result {
                 Ok(page) => {
                     if more {
-                        accounts.update(|a| a.extend(page.accounts));
+                        accounts.update(|a| {
+                            for account in page.accounts {
+                                if !a.iter().any(|x| x.id == account.id) {
+                                    a.push(account);
+                                }
+                            }
+                        });
                     } else {
                         accounts.set(page.accounts);
                     }
@@ -527,7 +552,7 @@ fn People() -> impl IntoView {
             <p class="empty small">"Nobody matches that search."</p>
         </Show>
         <Show when=move || cursor.with(|c| !c.is_empty())>
-            <button class="link more" id="accounts-more" on:click=move |_| search(true)>
+            <button class="link more" id="accounts-more" disabled=busy on:click=move |_| search(true)>
                 "Show more people"
             </button>
         </Show>
@@ -567,6 +592,9 @@ fn ConversationView() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let scroller = NodeRef::<leptos::html::Div>::new();
 
+    // Whether the view is at (or near) the bottom, as of the last scroll.
+    let at_bottom = StoredValue::new(true);
+
     let peer = move || app.peer.get().unwrap_or_default();
     // Leaving the conversation drops the selection.
     Effect::new(move |_| {
@@ -574,21 +602,34 @@ fn ConversationView() -> impl IntoView {
         selecting.set(false);
         selected.set(Vec::new());
         confirming.set(false);
+        at_bottom.set_value(true);
     });
-    // Follow the newest message: only when it changes, not when older
-    // ones are loaded above.
+    // Follow the newest message: only when it changes (not when older ones
+    // are loaded above), and only if the view was at the bottom already or
+    // it is the user's own message being sent (not while they read older
+    // ones).
     let newest = Memo::new(move |_| {
         (
             app.messages.with(|m| m.last().map(|m| m.id.clone())),
             app.pending.with(Vec::len),
         )
     });
-    Effect::new(move |_| {
-        newest.track();
-        if let Some(el) = scroller.get() {
+    Effect::new(move |before: Option<(Option<String>, usize)>| {
+        let now = newest.get();
+        let sending = before.is_some_and(|(_, pending)| now.1 > pending);
+        if let Some(el) = scroller.get()
+            && (sending || at_bottom.get_value())
+        {
             el.set_scroll_top(el.scroll_height());
         }
+        now
     });
+    let on_scroll = move |_| {
+        if let Some(el) = scroller.get_untracked() {
+            let below = el.scroll_height() - el.scroll_top() - el.client_height();
+            at_bottom.set_value(below <= 80);
+        }
+    };
     // Loading older messages keeps the view where it was.
     let load_older = move |_| {
         let from_bottom = scroller
@@ -597,7 +638,9 @@ fn ConversationView() -> impl IntoView {
         spawn_local(async move {
             app.load_history(true).await;
             request_animation_frame(move || {
-                if let (Some(el), Some(from_bottom)) = (scroller.get_untracked(), from_bottom) {
+                if let (Some(Some(el)), Some(from_bottom)) =
+                    (scroller.try_get_untracked(), from_bottom)
+                {
                     el.set_scroll_top(el.scroll_height() - from_bottom);
                 }
             });
@@ -632,7 +675,6 @@ fn ConversationView() -> impl IntoView {
                     {move || if peer().deleted { "This account has been deleted" } else { "Direct message" }}
                 </span>
             </div>
-            <div class="spacer"></div>
             <Show when=move || selecting.get()>
                 <Show
                     when=move || confirming.get()
@@ -672,7 +714,7 @@ fn ConversationView() -> impl IntoView {
             </button>
         </header>
         {move || error.get().map(|e| view! { <p class="error banner" role="alert">{e}</p> })}
-        <div class="messages" id="messages" node_ref=scroller>
+        <div class="messages" id="messages" node_ref=scroller on:scroll=on_scroll>
             <Show when=move || app.history_cursor.with(|c| !c.is_empty())>
                 <button
                     id="load-older"
@@ -709,7 +751,7 @@ fn ConversationView() -> impl IntoView {
                             <Show when=move || starts_day.get()>
                                 <li class="day" role="separator">
                                     {move || {
-                                        let (today, yesterday) = Day::today();
+                                        let (today, yesterday) = app.today.get();
                                         days::label(day, today, yesterday)
                                     }}
                                 </li>
@@ -785,11 +827,24 @@ fn Composer() -> impl IntoView {
         }
         error.set(None);
         draft.set(String::new());
+        let to = app.peer.get_untracked().unwrap_or_default();
         spawn_local(async move {
             if let Err(e) = app.send(body.clone()).await {
-                error.set(Some(e));
-                if draft.get_untracked().is_empty() {
-                    draft.set(body);
+                // This composer serves every conversation: the error and the
+                // text go back only to the one the message was for.
+                if app
+                    .peer
+                    .with_untracked(|p| p.as_ref().is_some_and(|p| p.id == to.id))
+                {
+                    error.try_set(Some(e));
+                    if draft.try_get_untracked().is_some_and(|d| d.is_empty()) {
+                        draft.try_set(body);
+                    }
+                } else if app.me.with_untracked(Option::is_some) {
+                    app.notice.set(Some(Notice {
+                        text: format!("Your message to {} was not sent. {e}", to.username),
+                        warning: true,
+                    }));
                 }
             }
         });
@@ -849,12 +904,38 @@ fn Composer() -> impl IntoView {
 
 // --- Dialogs ---------------------------------------------------------------
 
-/// A modal: closes on Escape and on a click outside it.
+/// What can take the focus when a dialog opens.
+const FOCUSABLE: &str = "input:not(:disabled), textarea:not(:disabled), \
+                         button:not(:disabled), [href], [tabindex]:not([tabindex='-1'])";
+
+/// A modal: takes the focus when it opens (its first field or button, else
+/// itself), closes on Escape wherever the focus is, and on a click outside
+/// it.
 #[component]
 fn Modal(id: &'static str, title: &'static str, children: Children) -> impl IntoView {
     let app = use_app();
     let title_id = format!("{id}-title");
     let labelled_by = title_id.clone();
+    let dialog = NodeRef::<leptos::html::Div>::new();
+    Effect::new(move |_| {
+        if let Some(el) = dialog.get() {
+            let first = el
+                .query_selector(FOCUSABLE)
+                .ok()
+                .flatten()
+                .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+            _ = match first {
+                Some(first) => first.focus(),
+                None => el.focus(),
+            };
+        }
+    });
+    let escape = window_event_listener(ev::keydown, move |ev| {
+        if ev.key() == "Escape" {
+            app.dialog.set(None);
+        }
+    });
+    on_cleanup(move || escape.remove());
     view! {
         <div class="backdrop" on:click=move |_| app.dialog.set(None)>
             <div
@@ -863,12 +944,9 @@ fn Modal(id: &'static str, title: &'static str, children: Children) -> impl Into
                 role="dialog"
                 aria-modal="true"
                 aria-labelledby=labelled_by
+                tabindex="-1"
+                node_ref=dialog
                 on:click=|ev| ev.stop_propagation()
-                on:keydown=move |ev: KeyboardEvent| {
-                    if ev.key() == "Escape" {
-                        app.dialog.set(None);
-                    }
-                }
             >
                 <h2 id=title_id>{title}</h2>
                 {children()}
@@ -1154,11 +1232,11 @@ fn full_date(ms: i64) -> String {
 }
 
 /// When a conversation's newest message was sent: "14:05" today,
-/// "Yesterday", "3 Mar" before (`days::list_label`).
-fn clock(ms: i64) -> String {
+/// "Yesterday", "3 Mar" before (`days::list_label`), seen on `today`
+/// (`App::today`).
+fn clock(ms: i64, (today, yesterday): (Day, Day)) -> String {
     if ms <= 0 {
         return String::new();
     }
-    let (today, yesterday) = Day::today();
     days::list_label(Day::of(ms), today, yesterday, &time_of_day(ms))
 }
