@@ -783,3 +783,46 @@ async fn unseen_messages_stay_unread_and_reconnecting_keeps_what_was_loaded() {
     ann.close().await;
     bob.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_goes_back_to_the_login_screen_saying_so() {
+    // Sessions of one second. The app does nothing after signing up: the
+    // live stream ends when the token does (1 s + the replicas' 5 s clock
+    // leeway), and that alone must bring the login screen, saying why once.
+    let _one_at_a_time = EXCLUSIVE.lock().await;
+    let dist = web_bundle();
+    let mut cluster = TestCluster::new("browser-expiry", 1);
+    let r = cluster.r(1);
+    r.extra_args = [
+        "--static-dir",
+        &dist.display().to_string(),
+        "--session-ttl-secs",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec();
+    r.spawn();
+    r.wait_ready(Duration::from_secs(30)).await;
+    let driver = Chromedriver::start().await;
+    let ann = driver.browser("ann").await;
+    ann.goto(&cluster.r(1).url()).await;
+    register(&ann, "ann", "ann-password").await;
+    let signed_up = Instant::now();
+    ann.find("#auth-submit").await;
+    let notice = ann
+        .wait_text("#notice", "Session expired: log in again.")
+        .await;
+    // Said once (the notice's other line is its close button).
+    assert_eq!(
+        notice.lines().next(),
+        Some("Session expired: log in again."),
+        "{notice:?}"
+    );
+    assert!(
+        signed_up.elapsed() >= Duration::from_secs(1),
+        "logged out before the session expired"
+    );
+    ann.screenshot("17-session-expired").await;
+    no_alerts(&ann, &ann.alerts().await);
+    ann.close().await;
+}
