@@ -154,6 +154,9 @@ struct State<S> {
     /// `ChangePassword` calls under way: the session they replace may be
     /// refused meanwhile, which is not the end of the client's session.
     password_changes: usize,
+    /// Attempts in a row that a replica did not serve (failover codes,
+    /// missed deadlines) since one last answered a call.
+    unserved: u32,
 }
 
 struct Current<S> {
@@ -187,6 +190,7 @@ impl<C: Connector, T: Timer> Client<C, T> {
                     current: None,
                     session: None,
                     password_changes: 0,
+                    unserved: 0,
                 }),
                 queue: futures_util::lock::Mutex::new(()),
                 switching: futures_util::lock::Mutex::new(()),
@@ -283,9 +287,56 @@ impl<C: Connector, T: Timer> Client<C, T> {
                     self.answered(generation, &server);
                     return Err(CallError::Rejected(status));
                 }
-                Some(Err(_)) | None => self.fail_over(generation).await?,
+                Some(Err(_)) | None => {
+                    self.after_unserved().await?;
+                    self.fail_over(generation).await?;
+                }
             }
         }
+    }
+
+    /// Paces attempts that replicas do not serve. Failover finds a replica
+    /// by `ListServers`, which a replica answers even when it cannot serve
+    /// calls (its disk failed, its clock is off, it has not received the
+    /// caller's account yet): so once every known replica has failed an
+    /// attempt in a row, wait with backoff before the next, as when none
+    /// answers at all -- instead of going round them as fast as they
+    /// answer -- and give up after `offline_rounds` such rounds.
+    pub(super) async fn after_unserved(&self) -> Result<(), CallError> {
+        let unserved = {
+            let mut state = self.state();
+            state.unserved = state.unserved.saturating_add(1);
+            state.unserved
+        };
+        let replicas = (self.inner.servers.get().len() as u32).max(1);
+        if unserved % replicas != 0 {
+            return Ok(());
+        }
+        let round = unserved / replicas;
+        if self
+            .inner
+            .config
+            .offline_rounds
+            .is_some_and(|limit| round >= limit)
+        {
+            self.inner.connection.set(Connection::Offline {
+                round,
+                retry_in: Duration::ZERO,
+            });
+            return Err(CallError::Offline);
+        }
+        let backoff = self
+            .inner
+            .config
+            .backoff_initial
+            .saturating_mul(1 << (round - 1).min(16))
+            .min(self.inner.config.backoff_max);
+        self.inner.connection.set(Connection::Offline {
+            round,
+            retry_in: backoff,
+        });
+        self.inner.timer.sleep(backoff).await;
+        Ok(())
     }
 
     /// Builds one attempt's request: the deadline travels along (so the
@@ -317,6 +368,7 @@ impl<C: Connector, T: Timer> Client<C, T> {
 
     /// A replica answered: it is usable, whatever it said.
     fn answered(&self, generation: u64, server: &ServerInfo) {
+        self.state().unserved = 0;
         if self.inner.generation.get() == generation
             && self.inner.connection.get() != Connection::Connected(server.clone())
         {

@@ -91,6 +91,7 @@ impl<C: Connector, T: Timer> Subscription<C, T> {
                 }
                 Some(Err(_)) => {
                     self.stream = None;
+                    self.client.after_unserved().await?;
                     self.client.fail_over(generation).await?;
                 }
                 // The client moved to another replica: follow it.
@@ -137,7 +138,10 @@ impl<C: Connector, T: Timer> Subscription<C, T> {
                     }
                     return Err(CallError::Rejected(status));
                 }
-                Some(Err(_)) | None => self.client.fail_over(generation).await?,
+                Some(Err(_)) | None => {
+                    self.client.after_unserved().await?;
+                    self.client.fail_over(generation).await?;
+                }
             }
         }
     }

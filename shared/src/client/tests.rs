@@ -54,6 +54,10 @@ struct Replica {
     sends: Mutex<Vec<Vec<u8>>>,
     /// Calls the service handled, by method name.
     handled: Mutex<Vec<&'static str>>,
+    /// Calls other than `ListServers` still to refuse with `UNAVAILABLE`
+    /// (as a replica that answers the server list but cannot serve: a
+    /// failed disk, a wrong clock, an account it has not received yet).
+    refuse_calls: Mutex<u32>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     /// How long `SendMessage` takes.
@@ -336,10 +340,24 @@ impl Service<http::Request<Body>> for FakeTransport {
                     let _ = server.call(request).await;
                     Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset").into())
                 }
+                Mode::Up
+                    if !request.uri().path().ends_with("/ListServers")
+                        && take_one(&replica.refuse_calls) =>
+                {
+                    Ok(Status::unavailable("this server cannot serve that now").into_http())
+                }
                 Mode::Up => Ok(server.call(request).await.unwrap_or_else(|e| match e {})),
             }
         })
     }
+}
+
+/// Takes one from a counter, if it has any left.
+fn take_one(counter: &Mutex<u32>) -> bool {
+    let mut n = counter.lock().unwrap();
+    let had = *n > 0;
+    *n = n.saturating_sub(1);
+    had
 }
 
 struct FakeConnector(Arc<Vec<Arc<Replica>>>);
@@ -384,6 +402,7 @@ fn cluster(n: u32, config: Config) -> (Vec<Arc<Replica>>, TestClient) {
                 attempts: Mutex::default(),
                 sends: Mutex::default(),
                 handled: Mutex::default(),
+                refuse_calls: Mutex::new(0),
                 in_flight: AtomicUsize::new(0),
                 max_in_flight: AtomicUsize::new(0),
                 send_delay: Mutex::new(Duration::ZERO),
@@ -567,6 +586,31 @@ async fn backs_off_while_every_replica_is_down_then_completes_the_call() {
     let message = call.await.unwrap().unwrap();
     assert_eq!(r[1].sends(), [hex::decode(&message.id).unwrap()]);
     assert_eq!(server_id(&client), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backs_off_while_every_replica_answers_but_cannot_serve_the_call() {
+    // Each of the three answers `ListServers` but refuses two calls: going
+    // round them as fast as they answer would spin; instead each full
+    // round of refusals is followed by the usual backoff.
+    let (r, client) = logged_in(3, Config::default()).await;
+    for replica in &r {
+        *replica.refuse_calls.lock().unwrap() = 2;
+    }
+    let started = Instant::now();
+    client.send_message("bob", "hello").await.unwrap();
+    // Six refusals, two rounds: 250 ms, then 500 ms.
+    assert_eq!(started.elapsed(), Duration::from_millis(750));
+    let sends: usize = r.iter().map(|x| x.sends().len()).sum();
+    assert_eq!(sends, 1);
+    // A call that is served resets the count: the next refusal moves on
+    // at once.
+    *r[0].refuse_calls.lock().unwrap() = 1;
+    *r[1].refuse_calls.lock().unwrap() = 1;
+    *r[2].refuse_calls.lock().unwrap() = 1;
+    let started = Instant::now();
+    client.send_message("bob", "again").await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(250));
 }
 
 #[tokio::test(start_paused = true)]
