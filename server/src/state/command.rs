@@ -74,8 +74,24 @@ pub enum CommandError {
     NotRecipient(MessageId),
     #[error("this request id was already used for a different message")]
     RequestIdReused,
+    /// The caller's own account is gone by the time its command reaches the
+    /// writer (deleted, or its name lost, in a batch after the session was
+    /// checked): the session has ended.
+    #[error("this session has ended: its account has been deleted")]
+    CallerGone,
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// The session was checked against a snapshot before the command was
+/// queued; the writer checks again that the caller's account is still
+/// there, since a deletion (local or relayed) may have been applied in
+/// between -- in the same batch, even.
+fn caller_active(kv: &impl KvRead, account: AccountId) -> Result<(), CommandError> {
+    match query::account_status(kv, account)? {
+        query::AccountStatus::Active(_) => Ok(()),
+        _ => Err(CommandError::CallerGone),
+    }
 }
 
 pub fn check(
@@ -132,12 +148,15 @@ pub fn check(
                     _ => Err(CommandError::RequestIdReused),
                 },
                 Some(MessageSlot::Deleted { .. }) => Ok(Checked::AlreadyDone),
-                Some(MessageSlot::Pending(_)) | None => Ok(Checked::Apply(Op::SendMessage {
-                    message,
-                    sender: *sender,
-                    recipient: *recipient,
-                    body: body.clone(),
-                })),
+                Some(MessageSlot::Pending(_)) | None => {
+                    caller_active(kv, *sender)?;
+                    Ok(Checked::Apply(Op::SendMessage {
+                        message,
+                        sender: *sender,
+                        recipient: *recipient,
+                        body: body.clone(),
+                    }))
+                }
             }
         }
         Command::MarkRead { account, messages } => {
@@ -157,6 +176,9 @@ pub fn check(
                         if sender == *account || recipient == *account => {}
                     _ => return Err(CommandError::UnknownMessage(id)),
                 }
+            }
+            if !effective.is_empty() {
+                caller_active(kv, *account)?;
             }
             Ok(if effective.is_empty() {
                 Checked::AlreadyDone
@@ -183,6 +205,9 @@ pub fn check(
                         if sender == *account || recipient == *account => {}
                     _ => return Err(CommandError::UnknownMessage(id)),
                 }
+            }
+            if !effective.is_empty() {
+                caller_active(kv, *account)?;
             }
             Ok(if effective.is_empty() {
                 Checked::AlreadyDone

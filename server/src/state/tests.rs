@@ -205,6 +205,19 @@ fn lifecycle_through_checks() {
     );
     // Ann still sees her conversation with the deleted account.
     assert_eq!(query::history(&kv, ann, bob, None, 10).unwrap().0.len(), 1);
+    // Bob's commands that reach the writer after his deletion (his session
+    // was checked before): refused, nothing applied.
+    let from_bob = Command::SendMessage {
+        sender: bob,
+        recipient: ann,
+        body: "from beyond".into(),
+    };
+    assert_eq!(run(&mut kv, from_bob, 43), Err(CommandError::CallerGone));
+    assert_eq!(
+        run(&mut kv, delete(bob, vec![m1]), 44),
+        Err(CommandError::CallerGone)
+    );
+    assert_eq!(query::history(&kv, ann, bob, None, 10).unwrap().0.len(), 1);
 }
 
 #[test]
