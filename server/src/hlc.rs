@@ -25,7 +25,11 @@ impl Hlc {
 
     /// A fresh timestamp for a local event, at wall-clock time `wall_ms`.
     pub fn tick(&mut self, wall_ms: u64) -> u64 {
-        self.last = (self.last + 1).max(wall_ms << LOGICAL_BITS);
+        // Saturating: a peer's entry stamped at the very end of time (a bug
+        // or a broken clock elsewhere) must not wrap the clock back to the
+        // start and stamp new entries before old ones; at the end, stamps
+        // repeat and ids break the ties.
+        self.last = self.last.saturating_add(1).max(wall_ms << LOGICAL_BITS);
         self.last
     }
 
@@ -55,6 +59,14 @@ pub fn wall_clock_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stamp_at_the_end_of_time_does_not_wrap_the_clock() {
+        let mut c = Hlc::new(0);
+        c.observe(u64::MAX);
+        assert_eq!(c.tick(1_000), u64::MAX);
+        assert_eq!(c.tick(2_000), u64::MAX);
+    }
 
     #[test]
     fn monotonic_when_wall_clock_steps_back() {
