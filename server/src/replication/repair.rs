@@ -27,7 +27,8 @@
 //! Applying is idempotent, so an entry that arrives twice -- forwarded and
 //! relayed, or forwarded by two peers -- is applied once.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -42,17 +43,35 @@ use crate::storage::Cutoffs;
 pub async fn run(cluster: Arc<Cluster>) {
     let round = cluster.settings.repair_interval;
     let mut before: Option<Cutoffs> = None;
+    let busy: Arc<Mutex<HashSet<u32>>> = Arc::default();
     loop {
         tokio::time::sleep(round).await;
         let now = cluster.writer.cutoffs();
         if let Some(before) = before.replace(now.clone()) {
+            // Each peer on its own task: one that hangs (frozen, not yet
+            // written off) must hold up neither the others nor the next
+            // rounds; it gets a new one only when its last has finished.
+            let before = Arc::new(before);
+            let now = Arc::new(now);
             for link in cluster.live_links() {
-                if let Err(e) = repair(&cluster, link.id, &before, &now).await {
-                    tracing::debug!(peer = link.id, error = %e, "repair round failed");
+                if !lock(&busy).insert(link.id) {
+                    continue;
                 }
+                let (cluster, busy) = (cluster.clone(), busy.clone());
+                let (before, now) = (before.clone(), now.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = repair(&cluster, link.id, &before, &now).await {
+                        tracing::debug!(peer = link.id, error = %e, "repair round failed");
+                    }
+                    lock(&busy).remove(&link.id);
+                });
             }
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What replica `peer` lacks of `before` (cutoffs this replica held a round ago),
