@@ -156,8 +156,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAT_MAX_CLOCK_OFFSET_MS", default_value_t = 5_000)]
     pub max_clock_offset_ms: u64,
 
-    /// Password tries (Login, and DeleteAccount's confirmation) per account
-    /// name before further tries are throttled to one per
+    /// Password tries (Login, and the current password of ChangePassword and
+    /// DeleteAccount) per account name before further tries are throttled to one per
     /// window / this; 0 turns this limit off. Counted per replica.
     #[arg(long, env = "CHAT_PASSWORD_TRIES_PER_ACCOUNT", default_value_t = 10)]
     pub password_tries_per_account: u32,

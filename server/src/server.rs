@@ -72,7 +72,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Config(format!("cannot open {}: {e}", data_dir.display())))?,
     );
     let identity = load_identity(&store, args.id, &data_dir)?;
-    let origin = take_origin(&store, args.id)?;
+    let (origin, new_origin) = plan_origin(&store, args.id)?;
     tracing::info!(id = identity.id, instance = %identity.instance, origin, data_dir = %data_dir.display(), "opened store");
 
     let tls = tls_config(&args)?;
@@ -94,9 +94,29 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         tls_ca: tls_ca(&args)?,
         dead_after: settings.relay_timeout,
     };
+    // Ports in use fail the start now, not after a long snapshot or sync.
+    // The client port opens only once this replica has caught up: until
+    // then a client's connection is refused, and it moves on at once
+    // (accepted and left unanswered, it would wait out its deadline).
+    let client_addr = bind(args.client_addr).await?.local_addr()?;
+    let replication_addr = bind(args.replication_addr).await?.local_addr()?;
+    // One signal listener from here to the end: a stop during the snapshot
+    // or the start-up sync is a clean one (nothing of this run's own is
+    // written or relayed before `begin_run`), and no signal falls between
+    // start-up and serving.
+    let mut signal = Box::pin(wait_for_signal());
     // A brand-new replica joining a cluster starts from a copy of a peer's
     // data (before anything else touches the store), then syncs the rest.
-    replication::snapshot::bootstrap(&store, &dialer, &me, &args.join).await?;
+    // (Stopped in the middle, it discards the partial copy next time.)
+    tokio::select! {
+        installed = replication::snapshot::bootstrap(&store, &dialer, &me, &args.join) => {
+            installed?;
+        }
+        _ = &mut signal => {
+            tracing::info!("stopped during start-up");
+            return Ok(());
+        }
+    }
 
     let events = EventHub::default();
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
@@ -128,7 +148,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         clock_agreement.clone(),
     )
     .map_err(|e| ServeError::Config(e.to_string()))?;
-    let replication_listener = bind(args.replication_addr).await?;
+    let replication_listener = bind(replication_addr).await?;
     let replication = tokio::spawn(serve_replication(
         cluster.clone(),
         RequirePeerKey::new(&secret),
@@ -154,11 +174,21 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             }
         });
     }
-    let client_listener = bind(args.client_addr).await?;
-    cluster
-        .startup(&args.join)
-        .await
-        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let started = tokio::select! {
+        started = cluster.startup(&args.join) => Some(started),
+        _ = &mut signal => None,
+    };
+    let Some(started) = started else {
+        // Nothing of this run's own was written or relayed yet: the stop is
+        // clean as far as origins go (`begin_run` has not run).
+        tracing::info!("stopped during start-up");
+        let _ = shutdown_tx.send(true);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, writer.close()).await;
+        return Ok(());
+    };
+    started.map_err(|e| ServeError::Config(e.to_string()))?;
+    begin_run(&store, origin, new_origin)?;
+    let client_listener = bind(client_addr).await?;
 
     let ctx = Arc::new(Context {
         replica_id: args.id,
@@ -204,7 +234,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         let writer = writer.clone();
         async move {
             let why = tokio::select! {
-                _ = wait_for_signal() => None,
+                _ = signal => None,
                 why = cluster.wait_halted() => Some(why),
                 failure = writer.failed() => Some(format!(
                     "{failure}: this replica can take no more writes; \
@@ -418,7 +448,18 @@ fn tls_config(args: &ServeArgs) -> Result<Option<ServerTlsConfig>, ServeError> {
 /// The cluster secret: CHAT_CLUSTER_SECRET, else the file given, else
 /// `<data-dir>/cluster.secret` (created on first start).
 pub fn load_secret(file: Option<&Path>, data_dir: &Path) -> Result<ClusterSecret, ServeError> {
-    if let Ok(value) = std::env::var("CHAT_CLUSTER_SECRET") {
+    // The variable wins over the file (an empty one counts as unset); both
+    // given is most likely a left-over, so it is said.
+    if let Some(value) = std::env::var("CHAT_CLUSTER_SECRET")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        if let Some(f) = file {
+            tracing::warn!(
+                ignored = %f.display(),
+                "CHAT_CLUSTER_SECRET is set: using it, not --cluster-secret-file"
+            );
+        }
         return ClusterSecret::new(value.trim().as_bytes().to_vec()).map_err(ServeError::Config);
     }
     let path = match file {
@@ -484,27 +525,37 @@ fn load_identity(store: &Store, id: u32, dir: &Path) -> Result<ReplicaIdentity, 
 }
 
 /// The origin to log under in this run (`crate::origin`): the last one
-/// after a clean stop, else the next one -- recorded before anything is
-/// written, so that a crash from here on is an unclean stop too.
-fn take_origin(store: &Store, id: u32) -> Result<u32, ServeError> {
+/// after a clean stop, else the next one (`true`: a new one). Only read
+/// here; [`begin_run`] records it.
+fn plan_origin(store: &Store, id: u32) -> Result<(u32, bool), ServeError> {
     let current = store.origin(id)?;
-    if store.take_clean_stop()? {
-        return Ok(current);
+    if store.stopped_cleanly()? {
+        return Ok((current, false));
     }
     let next = crate::origin::next(current).ok_or_else(|| {
         ServeError::Config(format!(
             "replica {id} has used up its origins (65 535 unclean stops); retire it and rejoin under a new id"
         ))
     })?;
-    store.set_origin(next)?;
-    tracing::warn!(
-        old = current,
-        new = next,
-        incarnation = crate::origin::incarnation(next),
-        "the last run did not stop cleanly: this replica logs its writes under a new origin, \
-         so none reuses a sequence number a peer may hold from before the stop"
-    );
-    Ok(next)
+    Ok((next, true))
+}
+
+/// Records the run's origin and that the run serves, before the first
+/// client: from here on a crash is an unclean stop. (A start that fails or
+/// is stopped before this -- a port in use, a signal during the sync --
+/// wrote and relayed nothing of its own, so it uses up no origin.)
+fn begin_run(store: &Store, origin: u32, new: bool) -> Result<(), ServeError> {
+    if new {
+        store.set_origin(origin)?;
+        tracing::warn!(
+            origin,
+            incarnation = crate::origin::incarnation(origin),
+            "the last run did not stop cleanly: this replica logs its writes under a new origin, \
+             so none reuses a sequence number a peer may hold from before the stop"
+        );
+    }
+    store.begin_run()?;
+    Ok(())
 }
 
 async fn wait_for_signal() {

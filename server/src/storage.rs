@@ -297,23 +297,28 @@ impl Store {
         self.meta_put(CLEAN_STOP, b"1")
     }
 
-    /// Whether the previous run stopped cleanly, or there was none. Clears
-    /// the mark and records that a run has started, durably, first: a crash
-    /// of the run about to start counts as unclean -- even one before its
-    /// first commit, which may already have relayed a batch that its own
-    /// log never got (so an empty log is no proof that nothing went out).
-    /// A store from before the start record is a first run only if empty.
-    pub fn take_clean_stop(&self) -> Result<bool, StorageError> {
+    /// Whether the previous run stopped cleanly, or there was none. Only
+    /// reads: [`Store::begin_run`] takes the record away once this run is
+    /// about to serve, so a run that fails or is stopped before that (a port
+    /// in use, a signal during start-up sync: nothing of its own written or
+    /// relayed) leaves the next start clean too. A store from before the
+    /// start record is a first run only if empty.
+    pub fn stopped_cleanly(&self) -> Result<bool, StorageError> {
         let marked = self.meta.contains_key(CLEAN_STOP).map_err(io)?;
         let started = self.meta.contains_key(STARTED).map_err(io)?;
-        let first_run = !started && self.is_empty()?;
-        if marked || !started {
-            let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-            batch.remove(&self.meta, CLEAN_STOP);
-            batch.insert(&self.meta, STARTED, b"1");
-            batch.commit().map_err(io)?;
-        }
-        Ok(marked || first_run)
+        Ok(marked || (!started && self.is_empty()?))
+    }
+
+    /// Records, durably, that a run is about to serve: clears the clean-stop
+    /// mark and records that a run has started, so that a crash from now on
+    /// counts as unclean -- even one before the run's first commit, which
+    /// may already have relayed a batch that its own log never got (so an
+    /// empty log is no proof that nothing went out).
+    pub fn begin_run(&self) -> Result<(), StorageError> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        batch.remove(&self.meta, CLEAN_STOP);
+        batch.insert(&self.meta, STARTED, b"1");
+        batch.commit().map_err(io)
     }
 
     /// The origin this replica logs its own entries under (`crate::origin`):
@@ -543,19 +548,23 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             // Nothing stored yet: as good as a clean stop.
-            assert!(store.take_clean_stop().unwrap());
+            assert!(store.stopped_cleanly().unwrap());
             assert_eq!(store.origin(3).unwrap(), 3);
+            store.begin_run().unwrap();
             store.commit(&[entry(3, 1)], BTreeMap::new()).unwrap();
-            // Something stored, and no mark: unclean.
-            assert!(!store.take_clean_stop().unwrap());
+            // Serving, and no mark: a crash now is unclean.
+            assert!(!store.stopped_cleanly().unwrap());
             store.set_origin(3 + 65_536).unwrap();
             store.mark_clean_stop().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.origin(3).unwrap(), 3 + 65_536);
-        assert!(store.take_clean_stop().unwrap());
-        // Taken: a crash from now on is unclean.
-        assert!(!store.take_clean_stop().unwrap());
+        assert!(store.stopped_cleanly().unwrap());
+        // A start that stops before serving leaves it clean...
+        assert!(store.stopped_cleanly().unwrap());
+        // ...one that serves takes it: a crash from now on is unclean.
+        store.begin_run().unwrap();
+        assert!(!store.stopped_cleanly().unwrap());
     }
 
     #[test]
@@ -566,13 +575,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            assert!(store.take_clean_stop().unwrap(), "the very first run");
+            assert!(store.stopped_cleanly().unwrap(), "the very first run");
+            store.begin_run().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert!(store.is_empty().unwrap());
         assert!(
-            !store.take_clean_stop().unwrap(),
-            "empty, but it ran before"
+            !store.stopped_cleanly().unwrap(),
+            "empty, but it served before"
         );
     }
 

@@ -226,6 +226,50 @@ async fn after_an_unclean_stop_a_replica_logs_under_a_new_origin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_that_fail_or_are_stopped_before_serving_use_up_no_origin() {
+    // A long relay deadline keeps replica 1's start-up sync waiting on the
+    // frozen replica 2 for a while: the window to look at it starting.
+    let mut cluster =
+        TestCluster::start_with("repl-origin-starts", 2, &["--relay-timeout-ms", "20000"]).await;
+    // Something stored, so that a start syncs with its peers (an empty
+    // replica would ask for a snapshot first).
+    register(&mut cluster.r(1).client().await, "ann", "ann-password").await;
+    cluster.converge(CONVERGE).await;
+    assert!(cluster.r(1).terminate().await.success());
+    cluster.r(2).signal(nix::sys::signal::Signal::SIGSTOP);
+
+    // Its client port is taken: the start fails at once, saying why.
+    let taken = std::net::TcpListener::bind(cluster.r(1).client_addr).unwrap();
+    cluster.r(1).spawn();
+    assert_ne!(exits(cluster.r(1)).await, 0);
+    assert!(cluster.r(1).log_tail().contains("cannot listen"));
+    drop(taken);
+
+    // Started again, it syncs with its peers before it opens the client
+    // port: meanwhile a client's connection is refused (it moves on at
+    // once), and a SIGTERM stops it cleanly.
+    cluster.r(1).spawn();
+    let t = Instant::now();
+    while !cluster.r(1).log_tail().contains("opened store") {
+        assert!(t.elapsed() < CONVERGE, "replica 1 did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = tokio::net::TcpStream::connect(cluster.r(1).client_addr).await;
+    assert!(
+        refused.is_err(),
+        "the client port accepted a connection during start-up sync"
+    );
+    assert!(cluster.r(1).terminate().await.success());
+    assert!(cluster.r(1).log_tail().contains("stopped during start-up"));
+
+    // Neither start took a new origin: both wrote and relayed nothing.
+    cluster.r(2).signal(nix::sys::signal::Signal::SIGCONT);
+    cluster.r(1).start().await;
+    assert_eq!(cluster.status(1).await.unwrap().origin, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_replica_is_written_off_then_resyncs() {
     let mut cluster =
         TestCluster::start_with("repl-sigstop", 3, &["--relay-timeout-ms", "1000"]).await;
@@ -422,6 +466,9 @@ async fn entries_that_reached_one_replica_are_forwarded_to_its_live_peers() {
     cluster.converge(CONVERGE).await;
     let info3 = cluster.status(3).await.unwrap().replica.unwrap();
     cluster.r(3).signal(nix::sys::signal::Signal::SIGSTOP);
+    // A few rounds pass first: replica 1's repair of the frozen replica 3
+    // (still live to it) now hangs, and must not hold up replica 2's.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let entry = chat_tests::chat_server::entry::Entry {
         origin: 3,
         seq: 1,

@@ -16,9 +16,20 @@ use crate::replication::client::{Dialer, PeerClient};
 /// A client for the replica `args` names, authenticated with the cluster
 /// secret (CHAT_CLUSTER_SECRET, else --cluster-secret-file).
 fn dial(args: &AdminArgs) -> Result<PeerClient, String> {
-    let secret = match std::env::var("CHAT_CLUSTER_SECRET") {
-        Ok(v) => v.trim().as_bytes().to_vec(),
-        Err(_) => {
+    let from_env = std::env::var("CHAT_CLUSTER_SECRET")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let secret = match from_env {
+        Some(v) => {
+            if let Some(f) = &args.cluster_secret_file {
+                eprintln!(
+                    "note: CHAT_CLUSTER_SECRET is set: using it, not {}",
+                    f.display()
+                );
+            }
+            v.trim().as_bytes().to_vec()
+        }
+        None => {
             let path = args.cluster_secret_file.as_ref().ok_or(
                 "pass --cluster-secret-file (or set CHAT_CLUSTER_SECRET): the replication port only answers peers",
             )?;
