@@ -55,11 +55,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=u16::MAX as i64))]
     pub id: u32,
 
-    /// Address of the client API (gRPC and gRPC-web, and the web app).
+    /// Address of the client API (gRPC and gRPC-web, and the web app). To
+    /// listen on every interface (0.0.0.0), also give --advertise-url.
     #[arg(long, env = "CHAT_CLIENT_ADDR", default_value = "127.0.0.1:7001")]
     pub client_addr: SocketAddr,
 
-    /// Address of the replication API (native gRPC, peers only).
+    /// Address of the replication API (native gRPC, peers only). Peers are
+    /// told this address, so it must be one they can reach (not 0.0.0.0).
     #[arg(long, env = "CHAT_REPLICATION_ADDR", default_value = "127.0.0.1:7101")]
     pub replication_addr: SocketAddr,
 

@@ -63,6 +63,7 @@ pub fn store_dir(data_dir: &Path) -> PathBuf {
 
 /// Runs a replica until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    check_announced_addresses(&args)?;
     let data_dir = args.data_dir();
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| ServeError::Config(format!("cannot create {}: {e}", data_dir.display())))?;
@@ -305,6 +306,29 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         && let Ok(Some(why)) = stopper.await
     {
         return Err(ServeError::Config(why));
+    }
+    Ok(())
+}
+
+/// The replication address is also what peers are told to connect to, and
+/// the client address what clients are told (unless `--advertise-url`
+/// says otherwise): a wildcard address (0.0.0.0, ::) would send every peer
+/// or browser to itself. Refused at start rather than found out later as a
+/// replica that serves alone.
+fn check_announced_addresses(args: &ServeArgs) -> Result<(), ServeError> {
+    if args.replication_addr.ip().is_unspecified() {
+        return Err(ServeError::Config(format!(
+            "--replication-addr {} is also the address peers are told to reach this replica at: \
+             give an address of this machine that the other replicas can reach",
+            args.replication_addr
+        )));
+    }
+    if args.client_addr.ip().is_unspecified() && args.advertise_url.is_none() {
+        return Err(ServeError::Config(format!(
+            "--client-addr {} listens everywhere, but clients are told this replica's URL: \
+             add --advertise-url with the URL they should use (e.g. https://chat1.example.org)",
+            args.client_addr
+        )));
     }
     Ok(())
 }

@@ -1081,3 +1081,33 @@ fn a_malformed_log_filter_is_refused_with_a_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not a log filter"), "{err}");
 }
+
+#[test]
+fn wildcard_addresses_that_would_be_announced_are_refused() {
+    // Peers are told the replication address, clients the client URL: a
+    // wildcard there would send them to themselves.
+    let dir = TestDir::new("wildcard-addresses");
+    let run = |client: &str, replication: &str, extra: &[&str]| {
+        std::process::Command::new(server_binary())
+            .args(["--client-addr", client, "--replication-addr", replication])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir.path().join("r"))
+            .env("CHAT_CLUSTER_SECRET", SECRET)
+            .output()
+            .expect("run chat-server")
+    };
+    let out = run("127.0.0.1:0", "0.0.0.0:0", &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("peers are told to reach this replica at"),
+        "{err}"
+    );
+    let out = run("0.0.0.0:0", "127.0.0.1:0", &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("add --advertise-url"), "{err}");
+    // Nothing was created for either.
+    assert!(!dir.path().join("r").exists());
+}
