@@ -109,20 +109,7 @@ impl LinkTask {
             return true;
         }
         let addr = link.info().replication_addr;
-        // The peer may introduce itself to us meanwhile (a healed partition:
-        // both sides try at once) and make the link live before our own
-        // introduction -- which can stream a long backlog -- is done. Batches
-        // then queue for this link at once, and only this task relays them
-        // (with their deadlines): so ours gives way. Nothing is lost by
-        // dropping it: the peer's introduction exchanged both backlogs.
-        let attempt = tokio::select! {
-            result = introduce(&self.cluster, &addr, Some(link.id)) => result,
-            () = until_live(link) => {
-                tracing::info!(peer = link.id, "the peer's introduction made the link live; relaying");
-                return true;
-            }
-        };
-        match attempt {
+        match introduce(&self.cluster, &addr, Some(link.id)).await {
             Ok(_) => {
                 tracing::info!(peer = link.id, "re-introduced; link live");
                 return true;
@@ -484,18 +471,6 @@ fn from_memory(pending: &VecDeque<RelayItem>, from: u64) -> Option<Vec<Entry>> {
         }
     }
     if out.is_empty() { None } else { Some(out) }
-}
-
-/// Resolves once the link is live.
-async fn until_live(link: &Link) {
-    loop {
-        // Created before the check, so a change in between is not missed.
-        let changed = link.state_changed();
-        if link.state() == LinkState::Live {
-            return;
-        }
-        changed.await;
-    }
 }
 
 /// Probes an idle live peer. Returns whether the link is still live.
