@@ -58,6 +58,45 @@ pub(super) fn sender(cluster: &Cluster, from: Option<ReplicaInfo>) -> Result<Rep
     Ok(from)
 }
 
+/// Applies the chunks of a `Push` or `Forward` stream (`first`, then the
+/// rest of `stream`), each checked by `check` and queued on the writer with
+/// a few in flight, decoding the next while one is applied. Returns how
+/// many entries came and how many were new here.
+async fn apply_pushed(
+    cluster: &Cluster,
+    first: Option<EntryChunk>,
+    stream: &mut Streaming<PushRequest>,
+    check: impl Fn(&[Entry]) -> Result<(), Status>,
+) -> Result<(usize, usize), Status> {
+    let mut next = first;
+    let mut in_flight = VecDeque::new();
+    let mut received = 0;
+    loop {
+        if let Some(chunk) = next.take() {
+            let entries =
+                decode_chunk(chunk).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            check(&entries)?;
+            received += entries.len();
+            let queued = cluster.writer.queue_remote(entries).await;
+            in_flight.push_back(queued.map_err(write_status)?);
+            if in_flight.len() > MAX_CHUNKS_IN_FLIGHT
+                && let Some(oldest) = in_flight.pop_front()
+            {
+                oldest.await.map_err(write_status)?;
+            }
+        }
+        match stream.message().await? {
+            Some(msg) => next = msg.chunk,
+            None => break,
+        }
+    }
+    let mut applied = 0;
+    for outcome in in_flight {
+        applied += outcome.await.map_err(write_status)?.applied;
+    }
+    Ok((received, applied))
+}
+
 /// How a refusal of a retired replica reads; the refused replica recognises
 /// it ([`is_retired_refusal`]) and stops.
 const RETIRED: &str = "has been retired from this cluster by an operator";
@@ -181,28 +220,7 @@ impl Replication for ReplicationService {
             .filter(|l| l.info().instance == from.instance)
             .ok_or_else(|| Status::failed_precondition("introduce yourself before pushing"))?;
         let theirs = backlog::from_proto(&first.cutoffs);
-        let mut next = first.chunk;
-        let mut in_flight = std::collections::VecDeque::new();
-        loop {
-            if let Some(chunk) = next.take() {
-                let entries =
-                    decode_chunk(chunk).map_err(|e| Status::invalid_argument(e.to_string()))?;
-                let queued = self.cluster.writer.queue_remote(entries).await;
-                in_flight.push_back(queued.map_err(write_status)?);
-                if in_flight.len() > MAX_CHUNKS_IN_FLIGHT
-                    && let Some(oldest) = in_flight.pop_front()
-                {
-                    oldest.await.map_err(write_status)?;
-                }
-            }
-            match stream.message().await? {
-                Some(msg) => next = msg.chunk,
-                None => break,
-            }
-        }
-        for applied in in_flight {
-            applied.await.map_err(write_status)?;
-        }
+        apply_pushed(&self.cluster, first.chunk, &mut stream, |_| Ok(())).await?;
         link.set_live(theirs.get(&self.cluster.origin()).copied().unwrap_or(0));
         tracing::info!(peer = from.id, "introduction complete; link live");
         Ok(Response::new(PushResponse {
@@ -227,41 +245,21 @@ impl Replication for ReplicationService {
             .filter(|l| l.info().instance == from.instance && l.state() == LinkState::Live)
             .ok_or_else(|| Status::failed_precondition("introduce yourself before forwarding"))?;
         let mine = crate::origin::replica(self.cluster.origin());
-        let mut next = first.chunk;
-        let mut in_flight = std::collections::VecDeque::new();
-        let mut forwarded = 0usize;
-        loop {
-            if let Some(chunk) = next.take() {
-                let entries =
-                    decode_chunk(chunk).map_err(|e| Status::invalid_argument(e.to_string()))?;
-                // A replica's own entries come from its own log, or from an
-                // introduction: never forwarded to it while it runs.
-                if entries
-                    .iter()
-                    .any(|e| crate::origin::replica(e.origin) == mine)
-                {
-                    return Err(Status::invalid_argument(
-                        "forwarded entries of the receiving replica's own origins",
-                    ));
-                }
-                forwarded += entries.len();
-                let queued = self.cluster.writer.queue_remote(entries).await;
-                in_flight.push_back(queued.map_err(write_status)?);
-                if in_flight.len() > MAX_CHUNKS_IN_FLIGHT
-                    && let Some(oldest) = in_flight.pop_front()
-                {
-                    oldest.await.map_err(write_status)?;
-                }
+        // A replica's own entries come from its own log, or from an
+        // introduction: never forwarded to it while it runs.
+        let not_mine = |entries: &[Entry]| {
+            if entries
+                .iter()
+                .any(|e| crate::origin::replica(e.origin) == mine)
+            {
+                return Err(Status::invalid_argument(
+                    "forwarded entries of the receiving replica's own origins",
+                ));
             }
-            match stream.message().await? {
-                Some(msg) => next = msg.chunk,
-                None => break,
-            }
-        }
-        let mut applied = 0;
-        for outcome in in_flight {
-            applied += outcome.await.map_err(write_status)?.applied;
-        }
+            Ok(())
+        };
+        let (forwarded, applied) =
+            apply_pushed(&self.cluster, first.chunk, &mut stream, not_mine).await?;
         tracing::info!(
             peer = from.id,
             forwarded,

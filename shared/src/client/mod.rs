@@ -312,25 +312,26 @@ impl<C: Connector, T: Timer> Client<C, T> {
         if unserved % replicas != 0 {
             return Ok(());
         }
-        let round = unserved / replicas;
-        if self
-            .inner
-            .config
-            .offline_rounds
-            .is_some_and(|limit| round >= limit)
-        {
+        self.offline_round(unserved / replicas).await
+    }
+
+    /// After `round` (from 1) rounds in a row in which no replica answered
+    /// or served: says so, and waits with backoff (doubling from
+    /// `backoff_initial` up to `backoff_max`) -- or gives up, after
+    /// `offline_rounds`.
+    async fn offline_round(&self, round: u32) -> Result<(), CallError> {
+        let config = &self.inner.config;
+        if config.offline_rounds.is_some_and(|limit| round >= limit) {
             self.inner.connection.set(Connection::Offline {
                 round,
                 retry_in: Duration::ZERO,
             });
             return Err(CallError::Offline);
         }
-        let backoff = self
-            .inner
-            .config
+        let backoff = config
             .backoff_initial
-            .saturating_mul(1 << (round - 1).min(16))
-            .min(self.inner.config.backoff_max);
+            .saturating_mul(1 << round.saturating_sub(1).min(16))
+            .min(config.backoff_max);
         self.inner.connection.set(Connection::Offline {
             round,
             retry_in: backoff,
@@ -404,7 +405,6 @@ impl<C: Connector, T: Timer> Client<C, T> {
             Some(from) => Connection::FailingOver { from: from.clone() },
             None => Connection::Connecting,
         });
-        let mut backoff = self.inner.config.backoff_initial;
         let mut round = 0;
         loop {
             let known = self.inner.servers.get();
@@ -414,24 +414,7 @@ impl<C: Connector, T: Timer> Client<C, T> {
                 }
             }
             round += 1;
-            if self
-                .inner
-                .config
-                .offline_rounds
-                .is_some_and(|limit| round >= limit)
-            {
-                self.inner.connection.set(Connection::Offline {
-                    round,
-                    retry_in: Duration::ZERO,
-                });
-                return Err(CallError::Offline);
-            }
-            self.inner.connection.set(Connection::Offline {
-                round,
-                retry_in: backoff,
-            });
-            self.inner.timer.sleep(backoff).await;
-            backoff = (backoff * 2).min(self.inner.config.backoff_max);
+            self.offline_round(round).await?;
         }
     }
 
