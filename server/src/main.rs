@@ -59,9 +59,15 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                         LogFormat::Text => logs.init(),
                         LogFormat::Json => logs.json().init(),
                     }
-                    chat_server::server::serve(cli.serve)
-                        .await
-                        .map_err(|e| e.to_string())
+                    let json = matches!(cli.serve.log_format, LogFormat::Json);
+                    chat_server::server::serve(cli.serve).await.map_err(|e| {
+                        // Whatever reads the JSON logs hears why the replica
+                        // stopped too (stderr gets the sentence below).
+                        if json {
+                            tracing::error!(error = %e, "cannot serve; stopping");
+                        }
+                        e.to_string()
+                    })
                 }
             }
         }

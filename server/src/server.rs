@@ -45,8 +45,27 @@ pub enum ServeError {
     Storage(#[from] StorageError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("gRPC server: {0}")]
+    #[error("gRPC server: {}", causes(.0))]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// An error with its causes, outermost first. tonic's transport errors say
+/// only "transport error" themselves, which is left out when a cause
+/// follows.
+pub fn causes(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !parts.last().is_some_and(|p| p.ends_with(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    if parts.len() > 1 && parts[0] == "transport error" {
+        parts.remove(0);
+    }
+    parts.join(": ")
 }
 
 /// The replica's identity, fixed when its data directory is created.
@@ -451,9 +470,28 @@ fn tls_ca(args: &ServeArgs) -> Result<Option<Vec<u8>>, ServeError> {
         return Ok(None);
     };
     let path = args.tls_ca.as_ref().unwrap_or(cert);
-    std::fs::read(path)
-        .map(Some)
-        .map_err(|e| ServeError::Config(format!("cannot read {}: {e}", path.display())))
+    let ca = std::fs::read(path)
+        .map_err(|e| ServeError::Config(format!("cannot read {}: {e}", path.display())))?;
+    check_tls_ca(&ca).map_err(|why| {
+        ServeError::Config(format!(
+            "{} cannot be used to check the peers' certificates: {why}",
+            path.display()
+        ))
+    })?;
+    Ok(Some(ca))
+}
+
+/// Whether `ca` (PEM) makes a TLS client configuration: checked at start,
+/// before anything is recorded, instead of at the first connection to a peer.
+pub fn check_tls_ca(ca: &[u8]) -> Result<(), String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    if !String::from_utf8_lossy(ca).contains("-----BEGIN CERTIFICATE-----") {
+        return Err("it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Endpoint::from_static("https://127.0.0.1")
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+        .map(drop)
+        .map_err(|e| causes(&e))
 }
 
 fn tls_config(args: &ServeArgs) -> Result<Option<ServerTlsConfig>, ServeError> {
@@ -464,9 +502,21 @@ fn tls_config(args: &ServeArgs) -> Result<Option<ServerTlsConfig>, ServeError> {
         std::fs::read(p)
             .map_err(|e| ServeError::Config(format!("cannot read {}: {e}", p.display())))
     };
-    Ok(Some(
-        ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)),
-    ))
+    let config = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    // Building a server with it parses both files and checks that the key
+    // is the certificate's; done now, a bad file stops the start before
+    // anything is recorded (a late failure would count as a crash).
+    tonic::transport::Server::builder()
+        .tls_config(config.clone())
+        .map_err(|e| {
+            ServeError::Config(format!(
+                "cannot serve TLS with --tls-cert {} and --tls-key {}: {}",
+                cert.display(),
+                key.display(),
+                causes(&e)
+            ))
+        })?;
+    Ok(Some(config))
 }
 
 /// The cluster secret: CHAT_CLUSTER_SECRET, else the file given, else

@@ -62,6 +62,9 @@ fn describe(e: &fjall::Error) -> String {
         fjall::Error::Poisoned => {
             "the store refuses writes since one of its flushes or compactions failed (the replica's log says why)".into()
         }
+        fjall::Error::Locked => {
+            "the data directory is in use by another process (is this replica already running?)".into()
+        }
         other => format!("{other:?}"),
     }
 }

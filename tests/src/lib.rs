@@ -300,6 +300,19 @@ impl Replica {
         }
     }
 
+    /// Waits for the process to exit by itself (it must, within `timeout`);
+    /// returns its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let t = Instant::now();
+        loop {
+            if let Some(code) = self.exit_code() {
+                return code;
+            }
+            assert!(t.elapsed() < timeout, "replica {} kept running", self.id);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }

@@ -241,7 +241,7 @@ async fn starts_that_fail_or_are_stopped_before_serving_use_up_no_origin() {
     // Its client port is taken: the start fails at once, saying why.
     let taken = std::net::TcpListener::bind(cluster.r(1).client_addr).unwrap();
     cluster.r(1).spawn();
-    assert_ne!(exits(cluster.r(1)).await, 0);
+    assert_ne!(cluster.r(1).wait_exit(CONVERGE).await, 0);
     assert!(cluster.r(1).log_tail().contains("cannot listen"));
     drop(taken);
 
@@ -1446,16 +1446,6 @@ async fn peer_status(cluster: &TestCluster, of: u32, peer: u32) -> repl::PeerSta
 }
 
 /// Waits for a replica to exit by itself; its exit code.
-async fn exits(r: &mut Replica) -> i32 {
-    let t = Instant::now();
-    loop {
-        if let Some(code) = r.exit_code() {
-            return code;
-        }
-        assert!(t.elapsed() < CONVERGE, "replica {} kept running", r.id);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A replica gone for good is retired through another one: only once it is
 /// stopped; every replica then stops listing it and relaying to it, a new
@@ -1517,7 +1507,7 @@ async fn a_retired_replica_leaves_the_cluster_for_good() {
 
     // It comes back: refused by its peers, it says why and stops.
     cluster.r(3).spawn();
-    assert_ne!(exits(cluster.r(3)).await, 0);
+    assert_ne!(cluster.r(3).wait_exit(CONVERGE).await, 0);
     let log = cluster.r(3).log_tail();
     assert!(log.contains("has been retired from its cluster"), "{log}");
     assert_eq!(listed_servers(cluster.r(1)).await, [1, 2]);
@@ -1679,7 +1669,7 @@ async fn a_replica_restored_from_a_backup_while_its_cluster_ran_on_refuses_to_se
     assert!(cluster.r(1).terminate().await.success());
     put_back(&mut cluster, 1, &backup);
     cluster.r(1).spawn();
-    assert_ne!(exits(cluster.r(1)).await, 0);
+    assert_ne!(cluster.r(1).wait_exit(CONVERGE).await, 0);
     let log = cluster.r(1).log_tail();
     assert!(
         log.contains("holds this replica's own writes") && log.contains("must not serve"),
@@ -1725,7 +1715,7 @@ async fn a_rolled_back_replica_serving_alone_stops_when_a_peer_returns() {
 
     // Replica 2 returns, holding origin 131 073 of replica 1.
     cluster.r(2).start().await;
-    assert_ne!(exits(cluster.r(1)).await, 0);
+    assert_ne!(cluster.r(1).wait_exit(CONVERGE).await, 0);
     let log = cluster.r(1).log_tail();
     assert!(
         log.contains("holds this replica's own writes up to origin 131073")
@@ -1783,7 +1773,7 @@ async fn a_retired_replica_that_was_only_cut_off_stops_when_it_reconnects() {
     }
 
     cluster.r(3).signal(nix::sys::signal::Signal::SIGCONT);
-    assert_ne!(exits(cluster.r(3)).await, 0);
+    assert_ne!(cluster.r(3).wait_exit(CONVERGE).await, 0);
     let log = cluster.r(3).log_tail();
     assert!(
         log.contains("the peer says this replica has been retired"),

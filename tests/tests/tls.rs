@@ -83,3 +83,56 @@ async fn clients_and_replication_over_tls() {
         assert!(r.is_err(), "a plaintext call was answered: {r:?}");
     }
 }
+
+/// A certificate or key that cannot serve TLS, or a CA that cannot check
+/// peers, stops the start at once with a sentence naming the file -- before
+/// the replica records a run, so a restart loop on a bad file uses up none
+/// of its origins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tls_files_stop_the_start_with_a_sentence_and_use_no_origin() {
+    let mut cluster = TestCluster::new("tls-bad", 1);
+    let dir = cluster.dir.path().to_path_buf();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let names = vec!["127.0.0.1".to_string()];
+    let good = rcgen::generate_simple_self_signed(names.clone()).expect("certificate");
+    let other = rcgen::generate_simple_self_signed(names).expect("certificate");
+    let cert = write("cert.pem", &good.cert.pem());
+    let key = write("key.pem", &good.signing_key.serialize_pem());
+    let other_key = write("other-key.pem", &other.signing_key.serialize_pem());
+    let garbage = write("garbage.pem", "not a certificate\n");
+    let tls = |cert: &str, key: &str| -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            cert.into(),
+            "--tls-key".into(),
+            key.into(),
+        ]
+    };
+    let mut with_ca = tls(&cert, &key);
+    with_ca.extend(["--tls-ca".to_string(), garbage.clone()]);
+    let cases = [
+        (tls(&garbage, &key), "cannot serve TLS with --tls-cert"),
+        (tls(&cert, &garbage), "cannot serve TLS with --tls-cert"),
+        // The key of another certificate.
+        (tls(&cert, &other_key), "cannot serve TLS with --tls-cert"),
+        (with_ca, "cannot be used to check the peers' certificates"),
+    ];
+    let r = cluster.r(1);
+    for (args, said) in cases {
+        r.extra_args = args.clone();
+        r.spawn();
+        assert_ne!(r.wait_exit(Duration::from_secs(30)).await, 0, "{args:?}");
+        let log = r.log_tail();
+        assert!(log.contains(said), "{args:?}: {log}");
+        assert!(!log.contains("serving"), "{args:?}: {log}");
+    }
+
+    r.extra_args = tls(&cert, &key);
+    r.tls_ca = Some(good.cert.pem().into_bytes());
+    r.start().await;
+    assert_eq!(cluster.status(1).await.unwrap().origin, 1);
+}

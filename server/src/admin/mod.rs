@@ -42,7 +42,12 @@ fn dial(args: &AdminArgs) -> Result<PeerClient, String> {
     };
     let secret = ClusterSecret::new(secret)?;
     let tls_ca = match &args.tls_ca {
-        Some(p) => Some(std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?),
+        Some(p) => {
+            let ca = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            crate::server::check_tls_ca(&ca)
+                .map_err(|why| format!("--tls-ca {}: {why}", p.display()))?;
+            Some(ca)
+        }
         None => None,
     };
     let dialer = Dialer {
