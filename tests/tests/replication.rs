@@ -2029,3 +2029,47 @@ fn sorted_pairs(mut v: Vec<(u32, bool)>) -> Vec<(u32, bool)> {
     v.sort_unstable();
     v
 }
+
+/// A native client's live stream on a replica that hangs (SIGSTOP: its
+/// connections stay open, nothing answers) is found dead by the
+/// connection's keepalive and re-opened on another replica, which then
+/// delivers -- nothing else is ever sent on an idle stream, so without the
+/// probe it would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_on_a_hung_replica_moves_to_another() {
+    use chat_tests::chat_shared::client::{Config, native};
+    let mut cluster =
+        TestCluster::start_with("repl-stream-keepalive", 2, &["--relay-timeout-ms", "1000"]).await;
+    let ann = native::client(vec![cluster.r(1).url()], Config::default());
+    let ann_id = id(&ann
+        .create_account("ann", "ann-password")
+        .await
+        .expect("create ann"));
+    let bob = register(&mut cluster.r(2).client().await, "bob", "bob-password").await;
+    let mut stream = ann.subscribe();
+    let first = stream.next().await.expect("subscribed");
+    let Some(event::Kind::Subscribed(on)) = first.kind else {
+        panic!("{first:?}")
+    };
+    let (hung, other) = if on.server_id == 1 { (1, 2) } else { (2, 1) };
+    cluster.r(hung).signal(nix::sys::signal::Signal::SIGSTOP);
+
+    let reopened = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("the stream on the hung replica was never found dead")
+        .expect("the stream goes on");
+    let Some(event::Kind::Subscribed(now_on)) = reopened.kind else {
+        panic!("{reopened:?}")
+    };
+    assert_eq!(now_on.server_id, other);
+    let sent = send_many(cluster.r(other), &bob, &ann_id, 1, "hi").await;
+    let delivered = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("delivered")
+        .expect("the stream goes on");
+    let Some(event::Kind::Message(m)) = delivered.kind else {
+        panic!("{delivered:?}")
+    };
+    assert_eq!(Some(m.id), sent.first().cloned());
+    cluster.r(hung).signal(nix::sys::signal::Signal::SIGCONT);
+}

@@ -24,12 +24,22 @@ pub struct ChannelConnector {
     /// How long establishing a TCP connection may take before the call
     /// fails (and the client moves on).
     pub connect_timeout: Duration,
+    /// While a call or the live stream is open, how often the connection is
+    /// probed (an HTTP/2 ping), and how long an answer may take before the
+    /// connection counts as dead. Without it a replica that hangs (or a
+    /// network path that silently drops everything) would leave the live
+    /// stream waiting forever: nothing else is sent on it. With it, the
+    /// stream fails and the client moves to another replica.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for ChannelConnector {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(1),
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -45,6 +55,8 @@ impl Connector for ChannelConnector {
         Ok(endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
+            .http2_keep_alive_interval(self.keepalive_interval)
+            .keep_alive_timeout(self.keepalive_timeout)
             .connect_lazy())
     }
 }
