@@ -1445,8 +1445,6 @@ async fn peer_status(cluster: &TestCluster, of: u32, peer: u32) -> repl::PeerSta
         .unwrap_or_else(|| panic!("replica {of} does not know replica {peer}"))
 }
 
-/// Waits for a replica to exit by itself; its exit code.
-
 /// A replica gone for good is retired through another one: only once it is
 /// stopped; every replica then stops listing it and relaying to it, a new
 /// replica never learns of it as a member, its past writes stay, and if it
