@@ -102,14 +102,24 @@ impl LinkTask {
     /// queue has closed.
     async fn dead(&mut self) -> bool {
         let link = &self.link;
+        // From here until our introduction is over, nothing more is queued
+        // for the peer, even if its own introduction makes the link live
+        // meanwhile: this task cannot relay until ours returns
+        // (`Link::enqueue`).
+        if !link.begin_introduction() {
+            return true; // no longer dead
+        }
         // Nobody waits on a dead peer: fail what is queued -- unless the peer
         // came back meanwhile (its own introduction can make the link live at
         // any moment), in which case the batches are relayed as usual.
         if !fail_while_dead(link, &mut self.pending, &mut self.queue) {
+            link.end_introduction();
             return true;
         }
         let addr = link.info().replication_addr;
-        match introduce(&self.cluster, &addr, Some(link.id)).await {
+        let introduced = introduce(&self.cluster, &addr, Some(link.id)).await;
+        link.end_introduction();
+        match introduced {
             Ok(_) => {
                 tracing::info!(peer = link.id, "re-introduced; link live");
                 return true;
@@ -152,14 +162,22 @@ impl LinkTask {
         }
     }
 
-    /// One turn while an introduction with the peer is under way: batches
-    /// wait for it.
+    /// One turn while the peer introduces itself to us (ours runs inside
+    /// `dead`). Nothing waits for a peer that is not live: batches queued
+    /// before it left the live state are settled without it -- it gets them
+    /// from the log once live again.
     async fn syncing(&mut self) -> bool {
         if self.link.state_age() > SYNC_STALE {
             self.link.set_state(LinkState::Dead);
             return true;
         }
+        while let Ok(item) = self.queue.try_recv() {
+            self.pending.push_back(item);
+        }
+        fail_all(&mut self.pending);
+        let changed = self.link.state_changed();
         tokio::select! {
+            _ = changed => true,
             _ = tokio::time::sleep(Duration::from_millis(20)) => true,
             item = self.queue.recv() => match item {
                 Some(item) => {

@@ -2,7 +2,8 @@
 //!
 //! The writer hands over each batch of local entries *as it starts the
 //! batch's commit* -- the relay to the peers overlaps the local fdatasync.
-//! This stage queues the batch on every link that is live *now*, and the
+//! This stage queues the batch on every link that is live *now* (and whose
+//! task is free to relay: `Link::enqueue`), and the
 //! batch's clients are answered once the local commit is durable and each of
 //! those peers has acknowledged it (the entries are durable there) or failed
 //! (and been marked dead). Batches are queued in sequence order, so each
@@ -28,7 +29,8 @@ pub async fn run(cluster: Arc<Cluster>, mut batches: mpsc::UnboundedReceiver<Pro
             continue;
         }
         for link in cluster.live_links() {
-            link.enqueue(RelayItem {
+            // Refused (not relaying after all): its share settles here.
+            let _ = link.enqueue(RelayItem {
                 entries: local.clone(),
                 done: dispatch.share(),
             });
