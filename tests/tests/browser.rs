@@ -840,9 +840,19 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
     // just before she sends: the send hangs ("Sending…") while she opens
     // another conversation; after its deadline (`call_timeout`, 5 s) the
     // client re-sends it to another replica, which refuses it.
+    //
+    // Then what the app makes of a deleted account: its row is marked, its
+    // conversation stays readable with the box disabled, and the text that
+    // could not be sent is kept to copy -- learnt from the refused send
+    // (after leaving the conversation, and with it open), or from a reload
+    // of the conversations with the conversation open.
     const FROM_BOB: &str = "Hi Ann, Bob here.";
     const FROM_CAROL: &str = "Hi Ann, Carol here.";
     const LOST: &str = "Bob, are you still there?";
+    const TO_CAROL: &str = "Carol, did you just leave?";
+    const FROM_DAVE: &str = "Hi Ann, Dave here.";
+    const DRAFT_TO_DAVE: &str = "Dave, one more thing: where do we meet?";
+    const FROM_ERIN: &str = "Hi Ann, Erin here.";
     let _one_at_a_time = EXCLUSIVE.lock().await;
     let mut cluster = cluster("browser-failed-send").await;
     let ann_native = native::client(vec![cluster.r(2).url()], Config::default());
@@ -871,6 +881,16 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
         .send_message(&ann_id, FROM_CAROL)
         .await
         .expect("send");
+    let dave_native = native::client(vec![cluster.r(3).url()], Config::default());
+    dave_native
+        .create_account("dave", "dave-password")
+        .await
+        .expect("dave");
+    let erin_native = native::client(vec![cluster.r(3).url()], Config::default());
+    erin_native
+        .create_account("erin", "erin-password")
+        .await
+        .expect("erin");
     cluster.converge(Duration::from_secs(30)).await;
 
     let driver = Chromedriver::start().await;
@@ -906,13 +926,22 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
         "failed send: reported {} ms after the click",
         sent.elapsed().as_millis()
     );
-    // The notice names the recipient and says why (the server's sentence);
-    // its other line is its close button.
+    // The notice names the recipient, says why (the server's sentence),
+    // quotes the text and where it is kept; its other line is its close
+    // button.
     assert_eq!(
         notice.lines().next(),
-        Some("Your message to bob was not sent. Account 'bob' has been deleted."),
+        Some(
+            "Your message to bob was not sent. Account 'bob' has been deleted. \
+             Its text, “Bob, are you still there?”, is kept in your conversation \
+             with bob, to copy."
+        ),
         "{notice:?}"
     );
+    // The refusal told the app: Bob's row says his account is deleted.
+    ann.wait_text("li.conversation.deleted[data-peer=bob] .tag", "deleted")
+        .await;
+    assert_eq!(ann.count("li.conversation.deleted").await, 1);
     assert_eq!(
         ann.find("#notice").await.attr("class").await.ok().flatten(),
         Some("notice warning".to_string())
@@ -935,6 +964,32 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
         assert_eq!(ann.count("li.msg").await, 1);
     };
     check_carol_untouched().await;
+    // The open conversation's row keeps its highlight under the pointer;
+    // another row under it shows the hover colour, and the open one keeps
+    // its highlight.
+    hover(&ann, "li.conversation[data-peer=carol] > button").await;
+    wait_background(
+        &ann,
+        "li.conversation.active[data-peer=carol] > button",
+        Some(true),
+        ACTIVE_ROW,
+    )
+    .await;
+    hover(&ann, "li.conversation[data-peer=bob] > button").await;
+    wait_background(
+        &ann,
+        "li.conversation[data-peer=bob] > button",
+        Some(true),
+        HOVERED_ROW,
+    )
+    .await;
+    wait_background(
+        &ann,
+        "li.conversation.active[data-peer=carol] > button",
+        Some(false),
+        ACTIVE_ROW,
+    )
+    .await;
 
     // Ann's replica wakes up and handles the stale copy of the send: it is
     // refused there too, and nothing turns up late.
@@ -949,6 +1004,117 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
         .expect("history");
     let bodies: Vec<&str> = history.messages.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, [FROM_BOB]);
+
+    // Back in Bob's conversation: readable, saying the account is deleted,
+    // the box disabled with a word why, and the lost text shown whole, to
+    // copy or discard (not to edit: it cannot be sent).
+    ann.click("li.conversation[data-peer=bob] button").await;
+    ann.wait_text("#peer-name", "bob").await;
+    ann.wait_text("#peer-status", "This account has been deleted")
+        .await;
+    wait_count_text(&ann, "li.msg .body", FROM_BOB, 1).await;
+    check_deleted_peer(&ann, "bob", LOST).await;
+    assert_eq!(ann.count_text("li.msg .body", LOST).await, 0);
+    ann.screenshot("18b-deleted-peer").await;
+    // Copy puts it on the clipboard (the page is on 127.0.0.1, where the
+    // browser allows it).
+    ann.click("#unsent-copy").await;
+    ann.wait_text("#unsent-copy", "Copied").await;
+    // On a phone-sized screen everything stays on screen too.
+    ann.client
+        .set_window_size(375, 800)
+        .await
+        .expect("window size");
+    ann.wait("a 375 px wide page", || async {
+        let width = ann.js("return window.innerWidth;", vec![]).await;
+        (width.as_u64()? <= 375).then_some(())
+    })
+    .await;
+    let layout = ann
+        .js(
+            "const width = document.documentElement.clientWidth;
+             const right = s => document.querySelector(s).getBoundingClientRect().right;
+             return {
+                 overflow: document.documentElement.scrollWidth > width,
+                 off_screen: ['#unsent-copy', '#unsent-discard', '#select-mode', '#send']
+                     .filter(s => right(s) > width),
+             };",
+            vec![],
+        )
+        .await;
+    assert_eq!(layout, json!({"overflow": false, "off_screen": []}));
+    ann.js(
+        "document.querySelector('#unsent').scrollIntoView({block: 'center'});",
+        vec![],
+    )
+    .await;
+    ann.screenshot("18c-narrow-deleted-peer").await;
+    ann.client
+        .set_window_size(1280, 800)
+        .await
+        .expect("window size");
+    // Discarded, it is gone.
+    ann.click("#unsent-discard").await;
+    ann.wait_gone("#unsent").await;
+
+    // Carol deletes her account while Ann has her conversation open: Ann's
+    // next send is refused, and the conversation turns read-only at once,
+    // keeping the text.
+    ann.click("li.conversation[data-peer=carol] button").await;
+    ann.wait_text("#peer-name", "carol").await;
+    wait_count_text(&ann, "li.msg .body", FROM_CAROL, 1).await;
+    carol_native
+        .delete_account("carol-password")
+        .await
+        .expect("delete carol");
+    cluster.converge(Duration::from_secs(30)).await;
+    assert_eq!(ann.text("#peer-status").await, "Direct message");
+    ann.fill_and_enter("#composer", TO_CAROL).await;
+    ann.wait_text("#peer-status", "This account has been deleted")
+        .await;
+    check_deleted_peer(&ann, "carol", TO_CAROL).await;
+    ann.wait_text("li.conversation.deleted[data-peer=carol] .tag", "deleted")
+        .await;
+    assert_eq!(ann.count_text("li.msg .body", TO_CAROL).await, 0);
+    assert_eq!(ann.count("li.msg.pending").await, 0);
+
+    // Dave writes; Ann opens his conversation and starts typing. He deletes
+    // his account; no event says so, but a message from Erin reloads the
+    // conversations, which do: the open conversation turns read-only, and
+    // what Ann had typed is kept to copy.
+    dave_native
+        .send_message(&ann_id, FROM_DAVE)
+        .await
+        .expect("send");
+    ann.click("li.conversation[data-peer=dave] button").await;
+    wait_count_text(&ann, "li.msg .body", FROM_DAVE, 1).await;
+    // Marking it read reloads the conversations (a live event): let that
+    // pass first.
+    ann.wait_text("#unread-total", "0").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ann.fill("#composer", DRAFT_TO_DAVE).await;
+    dave_native
+        .delete_account("dave-password")
+        .await
+        .expect("delete dave");
+    cluster.converge(Duration::from_secs(30)).await;
+    assert_eq!(
+        ann.count("li.conversation.deleted[data-peer=dave]").await,
+        0
+    );
+    erin_native
+        .send_message(&ann_id, FROM_ERIN)
+        .await
+        .expect("send");
+    ann.find("li.conversation[data-peer=erin]").await;
+    ann.wait_text("#peer-status", "This account has been deleted")
+        .await;
+    check_deleted_peer(&ann, "dave", DRAFT_TO_DAVE).await;
+    ann.wait_text("li.conversation.deleted[data-peer=dave] .tag", "deleted")
+        .await;
+    assert_eq!(ann.count("li.conversation.deleted").await, 3);
+    ann.screenshot("18d-peer-deleted-while-open").await;
+    no_alerts(&ann, &ann.alerts().await);
     ann.close().await;
 }
 
@@ -1030,11 +1196,40 @@ async fn a_live_stream_refused_for_another_reason_than_the_session_is_reopened_w
         ),
         "{notice:?}"
     );
+    // The connection indicator says so too, in amber: calls still reach
+    // replica 1, new messages do not arrive by themselves.
+    ann.wait_attr("#connection", "data-live", "paused").await;
+    assert_eq!(
+        ann.text("#connection").await,
+        "Replica 1 · live updates paused"
+    );
+    assert_eq!(
+        ann.find("#connection")
+            .await
+            .attr("class")
+            .await
+            .ok()
+            .flatten(),
+        Some("connection connected paused".to_string())
+    );
+    assert_eq!(
+        ann.js(
+            "return getComputedStyle(document.querySelector('#connection .dot')).backgroundColor;",
+            vec![]
+        )
+        .await,
+        json!(AMBER)
+    );
+    assert_eq!(connected_to(&ann).await, 1);
     ann.click("li.conversation[data-peer=bob] button").await;
     wait_count_text(&ann, "li.msg .body", BEFORE, 1).await;
     // It tries again 5 s later, is refused again, and waits twice as long.
     ann.wait_text("#notice", "Retrying in 10 s.").await;
     let paused_at = Instant::now();
+    assert_eq!(
+        ann.text("#connection").await,
+        "Replica 1 · live updates paused"
+    );
     ann.screenshot("19-live-updates-paused").await;
 
     // While no stream is open, Bob's message does not show: nothing else
@@ -1068,6 +1263,18 @@ async fn a_live_stream_refused_for_another_reason_than_the_session_is_reopened_w
         "re-opened after {resumed:?}; the backoff was 10 s"
     );
     ann.wait_gone("#notice").await;
+    // The indicator is back to plain "Connected".
+    ann.wait_attr("#connection", "data-live", "open").await;
+    assert_eq!(ann.text("#connection").await, "Connected to replica 1");
+    assert_eq!(
+        ann.find("#connection")
+            .await
+            .attr("class")
+            .await
+            .ok()
+            .flatten(),
+        Some("connection connected".to_string())
+    );
     // And the stream is live again: the next message arrives by itself.
     bob.send_message(&ann_id, AFTER).await.expect("send");
     wait_count_text(&ann, "li.msg:not(.mine) .body", AFTER, 1).await;
@@ -1082,4 +1289,92 @@ async fn a_live_stream_refused_for_another_reason_than_the_session_is_reopened_w
     no_alerts(&ann, &ann.alerts().await);
     ann.close().await;
     drop(held);
+}
+
+/// Computed colours (`getComputedStyle`) of web/style.css: the open
+/// conversation's row (`--primary-soft`), a row under the pointer
+/// (`--surface-2`), the indicator's dot while live updates are paused.
+const ACTIVE_ROW: &str = "rgb(232, 231, 251)";
+const HOVERED_ROW: &str = "rgb(247, 248, 251)";
+const AMBER: &str = "rgb(217, 119, 6)";
+
+/// Moves the mouse pointer over the element matching `css`.
+async fn hover(b: &Browser, css: &str) {
+    use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+    let element = b.find(css).await;
+    let moves = MouseActions::new("mouse".to_string()).then(PointerAction::MoveToElement {
+        element,
+        duration: None,
+        x: 0.0,
+        y: 0.0,
+    });
+    b.client
+        .perform_actions(moves)
+        .await
+        .unwrap_or_else(|e| panic!("[{}] cannot hover `{css}`: {e}", b.name));
+}
+
+/// Waits until the element matching `css` is (`Some(true)`) or is not
+/// under the pointer, and its background is `colour` (backgrounds change
+/// with a short transition).
+async fn wait_background(b: &Browser, css: &str, hovered: Option<bool>, colour: &str) {
+    let wanted = json!({"hovered": hovered, "background": colour});
+    b.wait(&format!("`{css}` to show {wanted}"), || async {
+        let now = b
+            .js(
+                "const e = document.querySelector(arguments[0]);
+                 return e && {
+                     hovered: arguments[1] === null ? null : e.matches(':hover'),
+                     background: getComputedStyle(e).backgroundColor,
+                 };",
+                vec![json!(css), json!(hovered)],
+            )
+            .await;
+        (now == wanted).then_some(())
+    })
+    .await
+}
+
+/// The open conversation is with `peer`, whose account is deleted: the
+/// history is there, the message box and Send are disabled and say why,
+/// and `unsent` is shown whole to copy or discard, not to edit (the box
+/// is empty).
+async fn check_deleted_peer(b: &Browser, peer: &str, unsent: &str) {
+    b.wait_text(
+        "#composer-closed",
+        &format!("You can no longer write to {peer}: the account was deleted."),
+    )
+    .await;
+    let wanted = json!({
+        "box_disabled": true,
+        "box": "",
+        "send_disabled": true,
+        "unsent": unsent,
+        "edit": false,
+        "send_error": false,
+    });
+    // The kept text shows once the refusal has been handled.
+    let deadline = Instant::now() + chat_tests::browser::UI_TIMEOUT;
+    loop {
+        let state = b
+            .js(
+                "const box = document.querySelector('#composer');
+                 return {
+                     box_disabled: box.disabled,
+                     box: box.value,
+                     send_disabled: document.querySelector('#send').disabled,
+                     unsent: document.querySelector('#unsent-text')?.textContent ?? null,
+                     edit: !!document.querySelector('#unsent-edit'),
+                     send_error: !!document.querySelector('#send-error'),
+                 };",
+                vec![],
+            )
+            .await;
+        if state == wanted || Instant::now() > deadline {
+            assert_eq!(state, wanted, "[{}] the conversation with {peer}", b.name);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(b.count("li.msg").await > 0, "the history is still shown");
 }

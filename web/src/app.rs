@@ -12,10 +12,16 @@
 //! fails for another reason than the session ending is re-opened after a
 //! backoff, saying so.
 //!
+//! An account deleted by its owner is learnt of only from what the servers
+//! return (there is no live event for it): a reload of the conversations or
+//! of the open one, or a send refused because of it. Whatever says so marks
+//! the account deleted everywhere it is shown ([`App::learn_account`]).
+//!
 //! Messages count as read only when seen: while the page is hidden (another
 //! tab, a minimised window) they stay unread, and what the open
 //! conversation shows is marked read when the page is visible again.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chat_shared::client::{CallError, Connection, ServerInfo};
@@ -69,6 +75,19 @@ pub struct Notice {
     pub warning: bool,
 }
 
+/// Why a send failed: the reason for the user, and whether it was that the
+/// recipient's account has been deleted (so writing again is pointless).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendFailure {
+    pub reason: String,
+    pub recipient_deleted: bool,
+}
+
+/// gRPC's `FAILED_PRECONDITION`: what a send to a deleted account gets
+/// (docs/protocol.md; also, rarely, a retried send whose message was
+/// deleted meanwhile, hence the check in [`App::send`]).
+const FAILED_PRECONDITION: i32 = 9;
+
 /// Everything the views read and the actions write. `Copy`: signals are
 /// handles.
 #[derive(Clone, Copy)]
@@ -85,6 +104,16 @@ pub struct App {
     pub conversations: RwSignal<Vec<proto::Conversation>>,
     pub conversations_cursor: RwSignal<String>,
     pub peer: RwSignal<Option<proto::Account>>,
+    /// The open conversation's peer: changes when another conversation
+    /// opens, not when `peer` is updated (found deleted).
+    pub peer_id: Memo<Option<String>>,
+    /// The text of sends that failed and is not back in the message box
+    /// yet, by peer id: it goes back when the conversation opens again, or
+    /// is shown to copy where it cannot (`ui::Composer`).
+    pub unsent: RwSignal<HashMap<String, String>>,
+    /// The live stream was refused and is retried after a pause: new
+    /// messages do not arrive by themselves meanwhile.
+    pub live_paused: RwSignal<bool>,
     /// The open conversation, oldest first.
     pub messages: RwSignal<Vec<proto::Message>>,
     pub history_cursor: RwSignal<String>,
@@ -101,6 +130,7 @@ pub struct App {
 impl App {
     pub fn new() -> Self {
         let client = net::client();
+        let peer = RwSignal::new(None::<proto::Account>);
         Self {
             connection: RwSignal::new(client.connection().get()),
             servers: RwSignal::new(client.servers().get()),
@@ -113,7 +143,10 @@ impl App {
             dialog: RwSignal::new(None),
             conversations: RwSignal::new(Vec::new()),
             conversations_cursor: RwSignal::new(String::new()),
-            peer: RwSignal::new(None),
+            peer,
+            peer_id: Memo::new(move |_| peer.with(|p| p.as_ref().map(|p| p.id.clone()))),
+            unsent: RwSignal::new(HashMap::new()),
+            live_paused: RwSignal::new(false),
             messages: RwSignal::new(Vec::new()),
             history_cursor: RwSignal::new(String::new()),
             pending: RwSignal::new(Vec::new()),
@@ -258,6 +291,8 @@ impl App {
         self.peer.set(None);
         self.messages.set(Vec::new());
         self.pending.set(Vec::new());
+        self.unsent.set(HashMap::new());
+        self.live_paused.set(false);
         self.dialog.set(None);
         self.notice.set(notice);
     }
@@ -324,6 +359,7 @@ impl App {
             old.abort();
         }
         self.live.set_value(Some(handle));
+        self.live_paused.set(false);
         let live = async move {
             let mut pause = LIVE_RETRY_FIRST;
             let mut paused: Option<Notice> = None;
@@ -333,6 +369,9 @@ impl App {
                     match events.next().await {
                         Ok(event) => {
                             pause = LIVE_RETRY_FIRST;
+                            if self.live_paused.get_untracked() {
+                                self.live_paused.set(false);
+                            }
                             if let Some(notice) = paused.take()
                                 && self.notice.with_untracked(|n| n.as_ref() == Some(&notice))
                             {
@@ -355,6 +394,7 @@ impl App {
                     warning: true,
                 };
                 self.notice.set(Some(notice.clone()));
+                self.live_paused.set(true);
                 paused = Some(notice);
                 TimeoutFuture::new(pause.as_millis() as u32).await;
                 // Logging out aborts this task; this is for a session that
@@ -414,6 +454,9 @@ impl App {
         if incoming && !message.read {
             self.unread.update(|n| *n += 1);
         }
+        if let Some(account) = from {
+            self.learn_account(account);
+        }
         if open {
             upsert(self.messages, message);
             self.mark_shown_read().await;
@@ -458,8 +501,52 @@ impl App {
                 break;
             }
         }
+        let open = self
+            .peer
+            .with_untracked(|p| p.as_ref().map(|p| p.id.clone()));
+        let open_peer = fetched
+            .iter()
+            .filter_map(|c| c.peer.as_ref())
+            .find(|p| Some(&p.id) == open.as_ref())
+            .cloned();
         self.conversations.set(fetched);
         self.conversations_cursor.set(cursor);
+        if let Some(account) = open_peer {
+            self.learn_account(&account);
+        }
+    }
+
+    /// Takes in what the servers said about an account: one found deleted
+    /// is marked so in the open conversation and in the list (an account
+    /// is never undeleted).
+    pub fn learn_account(self, account: &proto::Account) {
+        if !account.deleted {
+            return;
+        }
+        if self
+            .peer
+            .with_untracked(|p| p.as_ref().is_some_and(|p| p.id == account.id && !p.deleted))
+        {
+            self.peer.update(|p| {
+                if let Some(p) = p {
+                    p.deleted = true;
+                }
+            });
+        }
+        let stale = |c: &proto::Conversation| {
+            c.peer
+                .as_ref()
+                .is_some_and(|p| p.id == account.id && !p.deleted)
+        };
+        if self.conversations.with_untracked(|cs| cs.iter().any(stale)) {
+            self.conversations.update(|cs| {
+                for c in cs.iter_mut() {
+                    if let Some(p) = c.peer.as_mut().filter(|p| p.id == account.id) {
+                        p.deleted = true;
+                    }
+                }
+            });
+        }
     }
 
     pub async fn more_conversations(self) {
@@ -580,6 +667,15 @@ impl App {
             return;
         }
         fetched.reverse();
+        let account = fetched
+            .iter()
+            .flat_map(|m| [&m.sender, &m.recipient])
+            .flatten()
+            .find(|a| a.id == peer)
+            .cloned();
+        if let Some(account) = account {
+            self.learn_account(&account);
+        }
         self.history_generation.update_value(|g| *g += 1);
         self.messages.set(fetched);
         self.history_cursor.set(cursor);
@@ -628,11 +724,16 @@ impl App {
 
     /// Sends a message to the open conversation. The bubble shows at once
     /// as pending; it becomes the stored message when the send completes.
-    pub async fn send(self, body: String) -> Result<(), String> {
+    pub async fn send(self, body: String) -> Result<(), SendFailure> {
         let Some(peer) = self.peer.get_untracked() else {
             return Ok(());
         };
-        chat_shared::validate::message_body(&body).map_err(|e| sentence(&e.to_string()))?;
+        let failure = |reason| SendFailure {
+            reason,
+            recipient_deleted: false,
+        };
+        chat_shared::validate::message_body(&body)
+            .map_err(|e| failure(sentence(&e.to_string())))?;
         let key = self.next_pending.get_value();
         self.next_pending.set_value(key + 1);
         self.pending.update(|p| {
@@ -654,8 +755,40 @@ impl App {
                 self.refresh_conversations().await;
                 Ok(())
             }
-            Err(e) => Err(self.explain(&e)),
+            Err(e) => {
+                let reason = self.explain(&e);
+                let recipient_deleted = e.code().map(|c| c as i32) == Some(FAILED_PRECONDITION)
+                    && self.confirm_deleted(&peer).await;
+                Err(SendFailure {
+                    reason,
+                    recipient_deleted,
+                })
+            }
         }
+    }
+
+    /// Whether `account` has been deleted, as the directory says (it never
+    /// lists a deleted account, and a retired username is never given
+    /// again); if so, it is marked deleted wherever it is shown and the
+    /// conversations are reloaded. Unknown (false) when the directory
+    /// cannot be asked.
+    async fn confirm_deleted(self, account: &proto::Account) -> bool {
+        let listed = match self.client().list_accounts(&account.username, 1, "").await {
+            Ok(page) => page.accounts.iter().any(|a| a.id == account.id),
+            Err(e) => {
+                self.explain(&e);
+                return false;
+            }
+        };
+        if listed {
+            return false;
+        }
+        self.learn_account(&proto::Account {
+            deleted: true,
+            ..account.clone()
+        });
+        self.refresh_conversations().await;
+        true
     }
 
     pub async fn delete_messages(self, ids: Vec<String>) -> Result<(), String> {

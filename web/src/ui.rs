@@ -143,8 +143,20 @@ fn TopBar() -> impl IntoView {
 #[component]
 fn ConnectionIndicator() -> impl IntoView {
     let app = use_app();
+    // Calls still reach the replica while the live stream is refused (see
+    // `App::start_live`), but new messages no longer arrive by themselves.
+    let paused = move || {
+        app.live_paused.get()
+            && app.me.with(Option::is_some)
+            && matches!(app.connection.get(), Connection::Connected(_))
+    };
     let state = move || match app.connection.get() {
         Connection::Connecting => ("connecting", "Connecting…".to_string(), 0),
+        Connection::Connected(s) if paused() => (
+            "connected",
+            format!("{} · live updates paused", capitalize(&s.name())),
+            s.id,
+        ),
         Connection::Connected(s) => ("connected", format!("Connected to {}", s.name()), s.id),
         Connection::FailingOver { from } => (
             "failing-over",
@@ -166,9 +178,17 @@ fn ConnectionIndicator() -> impl IntoView {
     view! {
         <div
             id="connection"
-            class=move || format!("connection {}", state().0)
+            class=move || {
+                format!("connection {}{}", state().0, if paused() { " paused" } else { "" })
+            }
             data-state=move || state().0
+            data-live=move || if paused() { "paused" } else { "open" }
             data-server=move || state().2.to_string()
+            title=move || {
+                paused().then_some(
+                    "Connected, but new messages do not show by themselves until live updates resume.",
+                )
+            }
             role="status"
             aria-live="polite"
         >
@@ -369,7 +389,7 @@ fn Sidebar() -> impl IntoView {
 #[component]
 fn Conversations() -> impl IntoView {
     let app = use_app();
-    let open_id = move || app.peer.with(|p| p.as_ref().map(|p| p.id.clone()));
+    let open_id = move || app.peer_id.get();
     view! {
         <Show
             when=move || app.conversations.with(|c| !c.is_empty())
@@ -386,7 +406,7 @@ fn Conversations() -> impl IntoView {
                     each=move || app.conversations.get()
                     key=|c| {
                         (
-                            c.peer.as_ref().map(|p| p.id.clone()),
+                            c.peer.as_ref().map(|p| (p.id.clone(), p.deleted)),
                             c.unread_count,
                             c.message_count,
                             c.last_message.as_ref().map(|m| m.id.clone()),
@@ -403,10 +423,12 @@ fn Conversations() -> impl IntoView {
                         let unread = c.unread_count;
                         let sent = last.sent_at_ms;
                         let name = peer.username.clone();
+                        let deleted = peer.deleted;
                         view! {
                             <li
                                 class="conversation"
                                 class:active=move || open_id().as_deref() == Some(peer_id.as_str())
+                                class:deleted=deleted
                                 data-peer=name.clone()
                             >
                                 <button on:click=move |_| app.open_conversation(peer.clone())>
@@ -414,7 +436,7 @@ fn Conversations() -> impl IntoView {
                                     <span class="row-main">
                                         <span class="row-title">
                                             {name.clone()}
-                                            {c.peer.as_ref().is_some_and(|p| p.deleted).then(|| view! { <span class="tag">"deleted"</span> })}
+                                            {deleted.then(|| view! { <span class="tag">"deleted"</span> })}
                                         </span>
                                         <span class="row-sub">{preview}</span>
                                     </span>
@@ -598,7 +620,7 @@ fn ConversationView() -> impl IntoView {
     let peer = move || app.peer.get().unwrap_or_default();
     // Leaving the conversation drops the selection.
     Effect::new(move |_| {
-        app.peer.track();
+        app.peer_id.track();
         selecting.set(false);
         selected.set(Vec::new());
         confirming.set(false);
@@ -671,7 +693,7 @@ fn ConversationView() -> impl IntoView {
             <span class="avatar" aria-hidden="true">{move || initial(&peer().username)}</span>
             <div class="pane-title">
                 <h2 id="peer-name">{move || peer().username}</h2>
-                <span class="muted small">
+                <span id="peer-status" class="muted small" class:gone=move || peer().deleted>
                     {move || if peer().deleted { "This account has been deleted" } else { "Direct message" }}
                 </span>
             </div>
@@ -805,20 +827,63 @@ fn ConversationView() -> impl IntoView {
     }
 }
 
+/// How much of a lost message's text a notice quotes.
+const QUOTE_CHARS: usize = 60;
+
+/// The message box, one for every conversation.
+///
+/// The text of a send that fails is never lost. In the open conversation it
+/// goes back into the box (unless the user has typed something else
+/// meanwhile); for a conversation the user has left, it waits
+/// (`App::unsent`) and is back in the box when they open it again, which the
+/// failure's notice says. Nobody can write to a deleted account, so there
+/// the text is shown above the disabled box instead, to copy or discard
+/// (`Unsent`), with what was typed when the account was found deleted.
 #[component]
 fn Composer() -> impl IntoView {
     let app = use_app();
     let draft = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
-    // A new conversation starts with an empty box.
-    Effect::new(move |_| {
-        app.peer.track();
-        draft.set(String::new());
-        error.set(None);
+    let deleted = move || app.peer.with(|p| p.as_ref().is_some_and(|p| p.deleted));
+    Effect::new(move |before: Option<(Option<String>, bool)>| {
+        let id = app.peer_id.get();
+        let gone = deleted();
+        match before {
+            // The same conversation, whose account was just found deleted:
+            // what is in the box moves out, to be copied.
+            Some((was, false)) if was == id && gone => {
+                let typed = draft.get_untracked();
+                if let Some(id) = &id
+                    && !typed.trim().is_empty()
+                {
+                    keep_unsent(app, id, typed);
+                }
+                draft.set(String::new());
+                error.set(None);
+            }
+            Some((was, _)) if was == id => {}
+            // Another conversation: an empty box, or the text of a send to
+            // it that failed after the user left it.
+            _ => {
+                error.set(None);
+                let back = id.as_ref().filter(|_| !gone).and_then(|id| {
+                    app.unsent
+                        .with_untracked(|u| u.contains_key(id))
+                        .then(|| app.unsent.try_update(|u| u.remove(id)).flatten())
+                        .flatten()
+                });
+                draft.set(back.unwrap_or_default());
+            }
+        }
+        (id, gone)
     });
     let send = move || {
         let body = draft.get_untracked();
-        if body.trim().is_empty() {
+        if body.trim().is_empty()
+            || app
+                .peer
+                .with_untracked(|p| p.as_ref().is_none_or(|p| p.deleted))
+        {
             return;
         }
         if let Err(e) = validate::message_body(&body) {
@@ -829,29 +894,68 @@ fn Composer() -> impl IntoView {
         draft.set(String::new());
         let to = app.peer.get_untracked().unwrap_or_default();
         spawn_local(async move {
-            if let Err(e) = app.send(body.clone()).await {
-                // This composer serves every conversation: the error and the
-                // text go back only to the one the message was for.
-                if app
-                    .peer
-                    .with_untracked(|p| p.as_ref().is_some_and(|p| p.id == to.id))
-                {
-                    error.try_set(Some(e));
-                    if draft.try_get_untracked().is_some_and(|d| d.is_empty()) {
-                        draft.try_set(body);
-                    }
-                } else if app.me.with_untracked(Option::is_some) {
-                    app.notice.set(Some(Notice {
-                        text: format!("Your message to {} was not sent. {e}", to.username),
-                        warning: true,
-                    }));
+            let Err(failure) = app.send(body.clone()).await else {
+                return;
+            };
+            if app.me.with_untracked(Option::is_none) {
+                return;
+            }
+            // This composer serves every conversation: the error and the
+            // text go back only to the one the message was for.
+            let open = app
+                .peer_id
+                .with_untracked(|p| p.as_deref() == Some(to.id.as_str()));
+            if open && failure.recipient_deleted {
+                // The header and the disabled box say why.
+                keep_unsent(app, &to.id, body);
+            } else if open {
+                error.try_set(Some(failure.reason));
+                if draft.try_get_untracked().is_some_and(|d| d.is_empty()) {
+                    draft.try_set(body);
+                } else {
+                    keep_unsent(app, &to.id, body);
                 }
+            } else {
+                let name = &to.username;
+                let reason = &failure.reason;
+                // A deleted account is not in the directory: without a row
+                // in the conversations, its conversation cannot be opened
+                // again, so the notice holds the whole text.
+                let listed = app.conversations.with_untracked(|cs| {
+                    cs.iter()
+                        .any(|c| c.peer.as_ref().is_some_and(|p| p.id == to.id))
+                });
+                let text = if !failure.recipient_deleted {
+                    format!(
+                        "Your message to {name} was not sent. {reason} Its text is back in the \
+                         message box of your conversation with {name}."
+                    )
+                } else if listed {
+                    format!(
+                        "Your message to {name} was not sent. {reason} Its text, “{}”, is kept \
+                         in your conversation with {name}, to copy.",
+                        quote(&body)
+                    )
+                } else {
+                    format!("Your message to {name} was not sent. {reason} It said: “{body}”")
+                };
+                if !failure.recipient_deleted || listed {
+                    keep_unsent(app, &to.id, body);
+                }
+                app.notice.set(Some(Notice {
+                    text,
+                    warning: true,
+                }));
             }
         });
     };
     let bytes = move || draft.with(String::len);
-    let disabled = move || app.peer.with(|p| p.as_ref().is_some_and(|p| p.deleted));
+    let name = move || {
+        app.peer
+            .with(|p| p.as_ref().map(|p| p.username.clone()).unwrap_or_default())
+    };
     view! {
+        <Unsent draft=draft />
         <form
             class="composer"
             on:submit=move |ev: SubmitEvent| {
@@ -864,13 +968,14 @@ fn Composer() -> impl IntoView {
                 id="composer"
                 rows="2"
                 placeholder=move || {
-                    if disabled() {
+                    if deleted() {
                         "This account has been deleted"
                     } else {
                         "Write a message — Enter to send, Shift+Enter for a new line"
                     }
                 }
-                disabled=disabled
+                disabled=deleted
+                aria-describedby=move || deleted().then_some("composer-closed")
                 bind:value=draft
                 on:keydown=move |ev: KeyboardEvent| {
                     if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
@@ -883,12 +988,17 @@ fn Composer() -> impl IntoView {
                 type="submit"
                 id="send"
                 class="primary"
-                disabled=move || disabled() || draft.with(|d| d.trim().is_empty())
+                disabled=move || deleted() || draft.with(|d| d.trim().is_empty())
             >
                 "Send"
             </button>
         </form>
         <div class="composer-foot">
+            <Show when=deleted>
+                <p class="closed small" id="composer-closed">
+                    {move || format!("You can no longer write to {}: the account was deleted. This conversation stays readable.", name())}
+                </p>
+            </Show>
             {move || error.get().map(|e| view! { <p class="error small" id="send-error" role="alert">{e}</p> })}
             <Show when=move || { bytes() > chat_shared::limits::MESSAGE_MAX_BYTES * 3 / 4 }>
                 <span
@@ -899,6 +1009,129 @@ fn Composer() -> impl IntoView {
                 </span>
             </Show>
         </div>
+    }
+}
+
+/// The open conversation's unsent text (`App::unsent`), above the message
+/// box: selectable, with Copy (where the browser allows the clipboard),
+/// Edit (back into the box, unless the account was deleted) and Discard.
+#[component]
+fn Unsent(draft: RwSignal<String>) -> impl IntoView {
+    let app = use_app();
+    // None, or whether the last Copy worked.
+    let copied = RwSignal::new(None::<bool>);
+    let text = Memo::new(move |_| {
+        app.peer_id.with(|id| {
+            id.as_ref()
+                .and_then(|id| app.unsent.with(|u| u.get(id).cloned()))
+        })
+    });
+    Effect::new(move |_| {
+        text.track();
+        copied.set(None);
+    });
+    let deleted = move || app.peer.with(|p| p.as_ref().is_some_and(|p| p.deleted));
+    let take = move || {
+        let id = app.peer_id.get_untracked()?;
+        app.unsent.try_update(|u| u.remove(&id)).flatten()
+    };
+    let edit = move |_| {
+        if let Some(text) = take() {
+            draft.update(|d| {
+                *d = if d.is_empty() {
+                    text
+                } else {
+                    format!("{text}\n{d}")
+                };
+            });
+            focus("composer");
+        }
+    };
+    let copy = move |_| {
+        let Some(text) = text.get_untracked() else {
+            return;
+        };
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let written = window.navigator().clipboard().write_text(&text);
+        spawn_local(async move {
+            let ok = wasm_bindgen_futures::JsFuture::from(written).await.is_ok();
+            copied.try_set(Some(ok));
+        });
+    };
+    // The clipboard is there only on https (or localhost).
+    let can_copy = web_sys::window().is_some_and(|w| w.is_secure_context());
+    move || {
+        text.get().map(|body| {
+            view! {
+                <section class="unsent" id="unsent" aria-labelledby="unsent-title">
+                    <div class="unsent-head">
+                        <h3 id="unsent-title">
+                            "Your unsent message"
+                        </h3>
+                        {can_copy.then(|| view! {
+                            <button type="button" id="unsent-copy" class="ghost small" on:click=copy>
+                                {move || match copied.get() {
+                                    None => "Copy",
+                                    Some(true) => "Copied",
+                                    Some(false) => "Copy failed: select the text",
+                                }}
+                            </button>
+                        })}
+                        <Show when=move || !deleted()>
+                            <button type="button" id="unsent-edit" class="ghost small" on:click=edit>
+                                "Edit"
+                            </button>
+                        </Show>
+                        <button
+                            type="button"
+                            id="unsent-discard"
+                            class="ghost small"
+                            on:click=move |_| {
+                                take();
+                            }
+                        >
+                            "Discard"
+                        </button>
+                    </div>
+                    <p class="unsent-text" id="unsent-text">{body}</p>
+                </section>
+            }
+        })
+    }
+}
+
+/// Adds `text` to what `App::unsent` keeps for the conversation with
+/// `peer` (after a line break if there is some already).
+fn keep_unsent(app: App, peer: &str, text: String) {
+    app.unsent.try_update(|u| {
+        let kept = u.entry(peer.to_string()).or_default();
+        if !kept.is_empty() {
+            kept.push('\n');
+        }
+        kept.push_str(&text);
+    });
+}
+
+/// The beginning of a message, on one line, for a notice.
+fn quote(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= QUOTE_CHARS {
+        line
+    } else {
+        let cut: String = line.chars().take(QUOTE_CHARS).collect();
+        format!("{}…", cut.trim_end())
+    }
+}
+
+/// Moves the focus to the element with this id, if there is one.
+fn focus(id: &str) {
+    if let Some(el) = document()
+        .get_element_by_id(id)
+        .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+    {
+        _ = el.focus();
     }
 }
 
