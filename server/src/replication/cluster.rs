@@ -73,13 +73,6 @@ struct LinkStatus {
     /// Highest sequence number of *this* replica's current origin
     /// (`Cluster::origin`) the peer is known to hold: where relaying resumes.
     peer_has: u64,
-    /// The link's task is introducing this replica to the peer. The peer's
-    /// own introduction, crossing ours, can make the link live meanwhile;
-    /// until ours is done the task cannot relay, so batches are not queued
-    /// for the peer (it gets them from the log afterwards) instead of
-    /// waiting, without the relay deadline, for a backlog to finish
-    /// streaming.
-    introducing: bool,
 }
 
 /// One peer, as seen from here.
@@ -188,36 +181,12 @@ impl Link {
             .map(|r| r.as_of(now))
     }
 
-    /// Queues a batch for relaying if the link is relaying: live, and its
-    /// task not busy introducing us (then the batch does not wait for this
-    /// peer, which gets it from the log once the link task is back; the
-    /// item is returned). Checked and queued under the state's lock, so
-    /// nothing is queued once `begin_introduction` has returned true. If
-    /// the link dies later (or its task has stopped), the batch is settled
-    /// without this peer.
-    pub fn enqueue(&self, item: RelayItem) -> Result<(), RelayItem> {
-        let s = lock(&self.status);
-        if s.state != LinkState::Live || s.introducing {
-            return Err(item);
-        }
+    /// Queues a batch for relaying. If the link dies first (or its task has
+    /// stopped, or is busy introducing us), the batch is settled without
+    /// this peer.
+    pub fn enqueue(&self, item: RelayItem) {
         // A link whose task has stopped drops the item, which settles it.
         let _ = self.queue.send(item);
-        Ok(())
-    }
-
-    /// Marks the link's task as introducing this replica to the peer, if the
-    /// link is dead (else nothing changes: returns false).
-    pub fn begin_introduction(&self) -> bool {
-        let mut s = lock(&self.status);
-        if s.state != LinkState::Dead {
-            return false;
-        }
-        s.introducing = true;
-        true
-    }
-
-    pub fn end_introduction(&self) {
-        lock(&self.status).introducing = false;
     }
 }
 
@@ -481,7 +450,6 @@ impl Cluster {
                 generation: 0,
                 last_contact: None,
                 peer_has: 0,
-                introducing: false,
             }),
             queue: tx,
             changed: Notify::new(),
@@ -616,60 +584,5 @@ impl ServerList for Cluster {
                 }),
         );
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn link(state: LinkState) -> (Link, mpsc::UnboundedReceiver<RelayItem>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let link = Link {
-            id: 2,
-            info: Mutex::new(ReplicaInfo::default()),
-            status: Mutex::new(LinkStatus {
-                state,
-                since: Instant::now(),
-                generation: 0,
-                last_contact: None,
-                peer_has: 0,
-                introducing: false,
-            }),
-            queue: tx,
-            changed: Notify::new(),
-            clock: Mutex::new(None),
-        };
-        (link, rx)
-    }
-
-    fn item() -> RelayItem {
-        let (_mine, dispatch) = super::super::relay::Settle::pair(Vec::new());
-        RelayItem {
-            entries: Arc::new(Vec::new()),
-            done: dispatch,
-        }
-    }
-
-    #[test]
-    fn batches_are_queued_only_on_a_live_link_whose_task_can_relay() {
-        let (live, mut queued) = link(LinkState::Live);
-        assert!(live.enqueue(item()).is_ok());
-        assert!(queued.try_recv().is_ok());
-        // A live link's task does not introduce itself.
-        assert!(!live.begin_introduction());
-
-        let (dead, mut queued) = link(LinkState::Dead);
-        assert!(dead.enqueue(item()).is_err());
-        assert!(dead.begin_introduction());
-        // The peer's own introduction makes the link live while ours runs:
-        // nothing is queued for a task that cannot relay yet.
-        dead.set_live(7);
-        assert!(dead.enqueue(item()).is_err());
-        assert!(queued.try_recv().is_err());
-        dead.end_introduction();
-        assert!(dead.enqueue(item()).is_ok());
-        assert!(queued.try_recv().is_ok());
-        assert_eq!(dead.peer_has(), 7);
     }
 }

@@ -2,8 +2,7 @@
 //!
 //! The writer hands over each batch of local entries *as it starts the
 //! batch's commit* -- the relay to the peers overlaps the local fdatasync.
-//! This stage queues the batch on every link that is live *now* (and whose
-//! task is free to relay: `Link::enqueue`), and the
+//! This stage queues the batch on every link that is live *now*, and the
 //! batch's clients are answered once the local commit is durable and each of
 //! those peers has acknowledged it (the entries are durable there) or failed
 //! (and been marked dead). Batches are queued in sequence order, so each
@@ -29,8 +28,7 @@ pub async fn run(cluster: Arc<Cluster>, mut batches: mpsc::UnboundedReceiver<Pro
             continue;
         }
         for link in cluster.live_links() {
-            // Refused (not relaying after all): its share settles here.
-            let _ = link.enqueue(RelayItem {
+            link.enqueue(RelayItem {
                 entries: local.clone(),
                 done: dispatch.share(),
             });
