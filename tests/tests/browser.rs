@@ -1005,11 +1005,20 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
     let bodies: Vec<&str> = history.messages.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, [FROM_BOB]);
 
+    // The notice stayed all along (nothing replaced it).
+    assert_eq!(
+        ann.text("#notice").await.lines().next(),
+        notice.lines().next()
+    );
+
     // Back in Bob's conversation: readable, saying the account is deleted,
     // the box disabled with a word why, and the lost text shown whole, to
-    // copy or discard (not to edit: it cannot be sent).
+    // copy or discard (not to edit: it cannot be sent). The text is shown
+    // where the notice said: opening the conversation dismissed the notice
+    // (the app renders no `#notice` then).
     ann.click("li.conversation[data-peer=bob] button").await;
     ann.wait_text("#peer-name", "bob").await;
+    assert_eq!(ann.count("#notice").await, 0);
     ann.wait_text("#peer-status", "This account has been deleted")
         .await;
     wait_count_text(&ann, "li.msg .body", FROM_BOB, 1).await;

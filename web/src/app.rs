@@ -73,6 +73,10 @@ pub struct Pending {
 pub struct Notice {
     pub text: String,
     pub warning: bool,
+    /// The peer whose conversation shows what the notice is about (the
+    /// text of a send to them that failed after the user left): opening
+    /// that conversation dismisses the notice.
+    pub about: Option<String>,
 }
 
 /// Why a send failed: the reason for the user, and whether it was that the
@@ -221,6 +225,7 @@ impl App {
             self.end_session(Some(Notice {
                 text: notice,
                 warning: true,
+                about: None,
             }));
         }
         text
@@ -262,6 +267,7 @@ impl App {
         self.notice.set(Some(Notice {
             text,
             warning: false,
+            about: None,
         }));
         self.me.set(Some(account));
         self.tab
@@ -327,6 +333,7 @@ impl App {
                 self.notice.set(Some(Notice {
                     text: text.into(),
                     warning: false,
+                    about: None,
                 }));
                 Ok(())
             }
@@ -340,6 +347,7 @@ impl App {
                 self.end_session(Some(Notice {
                     text: "Your account has been deleted.".into(),
                     warning: false,
+                    about: None,
                 }));
                 Ok(())
             }
@@ -392,6 +400,7 @@ impl App {
                         pause.as_secs()
                     ),
                     warning: true,
+                    about: None,
                 };
                 self.notice.set(Some(notice.clone()));
                 self.live_paused.set(true);
@@ -579,6 +588,14 @@ impl App {
             .with_untracked(|p| p.as_ref().is_some_and(|p| p.id == peer.id))
         {
             return;
+        }
+        // A notice about a failed send to this peer: its text is shown
+        // here now. Only that notice: not one that replaced it meanwhile.
+        if self.notice.with_untracked(|n| {
+            n.as_ref()
+                .is_some_and(|n| n.about.as_deref() == Some(peer.id.as_str()))
+        }) {
+            self.notice.set(None);
         }
         self.peer.set(Some(peer));
         self.history_generation.update_value(|g| *g += 1);

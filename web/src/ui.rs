@@ -202,7 +202,7 @@ fn ConnectionIndicator() -> impl IntoView {
 fn NoticeBar() -> impl IntoView {
     let app = use_app();
     move || {
-        app.notice.get().map(|Notice { text, warning }| {
+        app.notice.get().map(|Notice { text, warning, .. }| {
             view! {
                 <div class="notice" class:warning=warning id="notice" role="status">
                     <span>{text}</span>
@@ -836,9 +836,10 @@ const QUOTE_CHARS: usize = 60;
 /// goes back into the box (unless the user has typed something else
 /// meanwhile); for a conversation the user has left, it waits
 /// (`App::unsent`) and is back in the box when they open it again, which the
-/// failure's notice says. Nobody can write to a deleted account, so there
-/// the text is shown above the disabled box instead, to copy or discard
-/// (`Unsent`), with what was typed when the account was found deleted.
+/// failure's notice says (opening it dismisses the notice). Nobody can write
+/// to a deleted account, so there the text is shown above the disabled box
+/// instead, to copy or discard (`Unsent`), with what was typed when the
+/// account was found deleted.
 #[component]
 fn Composer() -> impl IntoView {
     let app = use_app();
@@ -939,12 +940,17 @@ fn Composer() -> impl IntoView {
                 } else {
                     format!("Your message to {name} was not sent. {reason} It said: “{body}”")
                 };
-                if !failure.recipient_deleted || listed {
+                // Kept in the conversation, the text is shown there when it
+                // opens again, which dismisses the notice; otherwise the
+                // notice is all there is of it, and stays.
+                let kept = !failure.recipient_deleted || listed;
+                if kept {
                     keep_unsent(app, &to.id, body);
                 }
                 app.notice.set(Some(Notice {
                     text,
                     warning: true,
+                    about: kept.then(|| to.id.clone()),
                 }));
             }
         });
