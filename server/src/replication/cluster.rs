@@ -182,8 +182,7 @@ impl Link {
     }
 
     /// Queues a batch for relaying. If the link dies first (or its task has
-    /// stopped, or is busy introducing us), the batch is settled without
-    /// this peer.
+    /// stopped), the batch is settled without this peer.
     pub fn enqueue(&self, item: RelayItem) {
         // A link whose task has stopped drops the item, which settles it.
         let _ = self.queue.send(item);

@@ -109,11 +109,7 @@ impl LinkTask {
             return true;
         }
         let addr = link.info().replication_addr;
-        let introduction = introduce(&self.cluster, &addr, Some(link.id));
-        let Some(introduced) = settling_meanwhile(introduction, &mut self.queue).await else {
-            return false;
-        };
-        match introduced {
+        match introduce(&self.cluster, &addr, Some(link.id)).await {
             Ok(_) => {
                 tracing::info!(peer = link.id, "re-introduced; link live");
                 return true;
@@ -156,22 +152,14 @@ impl LinkTask {
         }
     }
 
-    /// One turn while the peer introduces itself to us (ours runs inside
-    /// `dead`). Nothing waits for a peer that is not live: batches queued
-    /// before it left the live state are settled without it -- it gets them
-    /// from the log once live again.
+    /// One turn while an introduction with the peer is under way: batches
+    /// wait for it.
     async fn syncing(&mut self) -> bool {
         if self.link.state_age() > SYNC_STALE {
             self.link.set_state(LinkState::Dead);
             return true;
         }
-        while let Ok(item) = self.queue.try_recv() {
-            self.pending.push_back(item);
-        }
-        fail_all(&mut self.pending);
-        let changed = self.link.state_changed();
         tokio::select! {
-            _ = changed => true,
             _ = tokio::time::sleep(Duration::from_millis(20)) => true,
             item = self.queue.recv() => match item {
                 Some(item) => {
@@ -278,25 +266,6 @@ impl LinkTask {
             fail_all(pending);
         }
         true
-    }
-}
-
-/// Runs `introduction` while settling, at once, every batch queued for the
-/// peer meanwhile; `None` if the queue closed first (shutting down). The
-/// peer's own introduction, crossing ours, can make the link live while
-/// ours still streams a long backlog; this task cannot relay until ours is
-/// over, and batches must not wait for it without the relay deadline. The
-/// peer gets them from the log right after.
-async fn settling_meanwhile<T>(
-    introduction: impl std::future::Future<Output = T>,
-    queue: &mut mpsc::UnboundedReceiver<RelayItem>,
-) -> Option<T> {
-    tokio::pin!(introduction);
-    loop {
-        tokio::select! {
-            done = &mut introduction => return Some(done),
-            item = queue.recv() => drop(item?),
-        }
     }
 }
 
@@ -539,50 +508,5 @@ async fn heartbeat(cluster: &Arc<Cluster>, link: &Arc<Link>, peer: &mut PeerClie
             link.set_state(LinkState::Dead);
             false
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::replication::relay::Settle;
-    use crate::writer::{LocalReply, Outcome};
-
-    /// A batch queued while this task introduces us to the peer does not
-    /// wait for the introduction: its clients are answered at once.
-    #[tokio::test]
-    async fn batches_queued_during_our_introduction_do_not_wait_for_it() {
-        let (tx, mut queue) = mpsc::unbounded_channel();
-        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
-        let (reply_tx, mut answered) = tokio::sync::oneshot::channel();
-        let introduction = async move {
-            let _ = finished.await;
-            "introduced"
-        };
-        let run = tokio::spawn(async move { settling_meanwhile(introduction, &mut queue).await });
-        let (local, dispatch) = Settle::pair(vec![LocalReply {
-            tx: reply_tx,
-            result: Ok(Outcome::AlreadyDone),
-        }]);
-        tx.send(RelayItem {
-            entries: Arc::new(Vec::new()),
-            done: dispatch.share(),
-        })
-        .unwrap_or_else(|_| panic!("queue closed"));
-        drop((local, dispatch));
-        // Answered while the introduction is still under way.
-        let answer = tokio::time::timeout(Duration::from_secs(5), &mut answered).await;
-        assert!(
-            matches!(answer, Ok(Ok(Ok(Outcome::AlreadyDone)))),
-            "{answer:?}"
-        );
-        finish.send(()).unwrap();
-        assert_eq!(run.await.unwrap(), Some("introduced"));
-
-        // A closed queue (shutting down) ends the wait.
-        let (tx, mut queue) = mpsc::unbounded_channel::<RelayItem>();
-        drop(tx);
-        let never = std::future::pending::<()>();
-        assert_eq!(settling_meanwhile(never, &mut queue).await, None);
     }
 }
