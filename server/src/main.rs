@@ -64,7 +64,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                         // Whatever reads the JSON logs hears why the replica
                         // stopped too (stderr gets the sentence below).
                         if json {
-                            tracing::error!(error = %e, "cannot serve; stopping");
+                            tracing::error!(error = %e, "stopping");
                         }
                         e.to_string()
                     })

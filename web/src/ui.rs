@@ -894,11 +894,14 @@ fn Composer() -> impl IntoView {
         error.set(None);
         draft.set(String::new());
         let to = app.peer.get_untracked().unwrap_or_default();
+        let sender = app.my_id();
         spawn_local(async move {
             let Err(failure) = app.send(body.clone()).await else {
                 return;
             };
-            if app.me.with_untracked(Option::is_none) {
+            // Logged out meanwhile -- and someone else may have logged in
+            // on this page since: the text is not theirs to see.
+            if sender.is_empty() || app.my_id() != sender {
                 return;
             }
             // This composer serves every conversation: the error and the
