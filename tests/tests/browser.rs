@@ -33,6 +33,20 @@ async fn cluster(name: &str) -> TestCluster {
 }
 
 /// The replica the app says it is connected to.
+/// A native client of the replica at `url` with a new account `name`
+/// (password `<name>-password`), and the account's id.
+async fn native_user(url: String, name: &str) -> (native::NativeClient, String) {
+    let client = native::client(vec![url], Config::default());
+    let id = client
+        .create_account(name, &format!("{name}-password"))
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e}"))
+        .account
+        .expect("account")
+        .id;
+    (client, id)
+}
+
 async fn connected_to(b: &Browser) -> u32 {
     b.wait("a connection to a replica", || async {
         let indicator = b.try_find("#connection[data-state=connected]").await?;
@@ -855,42 +869,19 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
     const FROM_ERIN: &str = "Hi Ann, Erin here.";
     let _one_at_a_time = EXCLUSIVE.lock().await;
     let mut cluster = cluster("browser-failed-send").await;
-    let ann_native = native::client(vec![cluster.r(2).url()], Config::default());
-    let ann_id = ann_native
-        .create_account("ann", "ann-password")
-        .await
-        .expect("ann")
-        .account
-        .expect("account")
-        .id;
-    let bob_native = native::client(vec![cluster.r(2).url()], Config::default());
-    bob_native
-        .create_account("bob", "bob-password")
-        .await
-        .expect("bob");
+    let (ann_native, ann_id) = native_user(cluster.r(2).url(), "ann").await;
+    let (bob_native, bob_id) = native_user(cluster.r(2).url(), "bob").await;
     bob_native
         .send_message(&ann_id, FROM_BOB)
         .await
         .expect("send");
-    let carol_native = native::client(vec![cluster.r(3).url()], Config::default());
-    carol_native
-        .create_account("carol", "carol-password")
-        .await
-        .expect("carol");
+    let (carol_native, _) = native_user(cluster.r(3).url(), "carol").await;
     carol_native
         .send_message(&ann_id, FROM_CAROL)
         .await
         .expect("send");
-    let dave_native = native::client(vec![cluster.r(3).url()], Config::default());
-    dave_native
-        .create_account("dave", "dave-password")
-        .await
-        .expect("dave");
-    let erin_native = native::client(vec![cluster.r(3).url()], Config::default());
-    erin_native
-        .create_account("erin", "erin-password")
-        .await
-        .expect("erin");
+    let (dave_native, _) = native_user(cluster.r(3).url(), "dave").await;
+    let (erin_native, _) = native_user(cluster.r(3).url(), "erin").await;
     cluster.converge(Duration::from_secs(30)).await;
 
     let driver = Chromedriver::start().await;
@@ -905,7 +896,6 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
     ann.wait_text("#unread-total", "1").await;
 
     // Bob deletes his account (every replica knows before Ann's stops).
-    let bob_id = bob_native.session().expect("bob's session").account.id;
     bob_native
         .delete_account("bob-password")
         .await

@@ -87,11 +87,6 @@ pub struct SendFailure {
     pub recipient_deleted: bool,
 }
 
-/// gRPC's `FAILED_PRECONDITION`: what a send to a deleted account gets
-/// (docs/protocol.md; also, rarely, a retried send whose message was
-/// deleted meanwhile, hence the check in [`App::send`]).
-const FAILED_PRECONDITION: i32 = 9;
-
 /// Everything the views read and the actions write. `Copy`: signals are
 /// handles.
 #[derive(Clone, Copy)]
@@ -202,6 +197,11 @@ impl App {
             self.me.set(Some(account));
             self.begin_session();
         }
+    }
+
+    /// Whether the open conversation's account has been deleted (tracked).
+    pub fn peer_deleted(&self) -> bool {
+        self.peer.with(|p| p.as_ref().is_some_and(|p| p.deleted))
     }
 
     pub fn my_id(&self) -> String {
@@ -510,9 +510,7 @@ impl App {
                 break;
             }
         }
-        let open = self
-            .peer
-            .with_untracked(|p| p.as_ref().map(|p| p.id.clone()));
+        let open = self.peer_id.get_untracked();
         let open_peer = fetched
             .iter()
             .filter_map(|c| c.peer.as_ref())
@@ -774,8 +772,11 @@ impl App {
             }
             Err(e) => {
                 let reason = self.explain(&e);
-                let recipient_deleted = e.code().map(|c| c as i32) == Some(FAILED_PRECONDITION)
-                    && self.confirm_deleted(&peer).await;
+                // Refused for the state of what it names: a deleted
+                // recipient -- or, rarely, a retried send whose message was
+                // deleted since, hence the directory's word on it.
+                let recipient_deleted =
+                    e.is_failed_precondition() && self.confirm_deleted(&peer).await;
                 Err(SendFailure {
                     reason,
                     recipient_deleted,

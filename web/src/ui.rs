@@ -845,7 +845,7 @@ fn Composer() -> impl IntoView {
     let app = use_app();
     let draft = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
-    let deleted = move || app.peer.with(|p| p.as_ref().is_some_and(|p| p.deleted));
+    let deleted = move || app.peer_deleted();
     Effect::new(move |before: Option<(Option<String>, bool)>| {
         let id = app.peer_id.get();
         let gone = deleted();
@@ -1039,7 +1039,7 @@ fn Unsent(draft: RwSignal<String>) -> impl IntoView {
         text.track();
         copied.set(None);
     });
-    let deleted = move || app.peer.with(|p| p.as_ref().is_some_and(|p| p.deleted));
+    let deleted = move || app.peer_deleted();
     let take = move || {
         let id = app.peer_id.get_untracked()?;
         app.unsent.try_update(|u| u.remove(&id)).flatten()

@@ -49,6 +49,13 @@ impl CallError {
     pub fn is_session_ended(&self) -> bool {
         matches!(self, CallError::NotLoggedIn) || self.code() == Some(Code::Unauthenticated)
     }
+
+    /// Refused because of the state of what the call names (a send to a
+    /// deleted account, or a retried send whose message was deleted since:
+    /// docs/protocol.md): sending it again will not help.
+    pub fn is_failed_precondition(&self) -> bool {
+        self.code() == Some(Code::FailedPrecondition)
+    }
 }
 
 /// Whether a failed call should be re-sent to another replica.
