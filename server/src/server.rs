@@ -194,6 +194,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             }
         });
     }
+    tracing::info!(
+        peers = cluster.links().len(),
+        join = args.join.len(),
+        "syncing with peers before serving"
+    );
     let started = tokio::select! {
         started = cluster.startup(&args.join) => Some(started),
         _ = &mut signal => None,
@@ -207,8 +212,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         return Ok(());
     };
     started.map_err(|e| ServeError::Config(e.to_string()))?;
-    begin_run(&store, origin, new_origin)?;
+    // Listening before the run is recorded: a process that took the port
+    // during the sync fails this start without using up an origin. (Only
+    // `begin_run` falls between listening and serving, so connections are
+    // not left waiting.)
     let client_listener = bind(client_addr).await?;
+    begin_run(&store, origin, new_origin)?;
 
     let ctx = Arc::new(Context {
         replica_id: args.id,

@@ -248,13 +248,28 @@ async fn starts_that_fail_or_are_stopped_before_serving_use_up_no_origin() {
     // Started again, it syncs with its peers before it opens the client
     // port: meanwhile a client's connection is refused (it moves on at
     // once), and a SIGTERM stops it cleanly.
-    cluster.r(1).spawn();
-    let t = Instant::now();
-    while !cluster.r(1).log_tail().contains("opened store") {
-        assert!(t.elapsed() < CONVERGE, "replica 1 did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    const SYNCING: &str = "syncing with peers before serving";
+    let syncing = |r: &Replica| {
+        std::fs::read_to_string(&r.log_path)
+            .unwrap_or_default()
+            .matches(SYNCING)
+            .count()
+    };
+    // Starts replica 1 and waits until it syncs (past its port checks).
+    let spawn_syncing = async |r: &mut Replica| {
+        let before = syncing(r);
+        r.spawn();
+        let t = Instant::now();
+        while syncing(r) == before {
+            assert!(
+                t.elapsed() < CONVERGE,
+                "replica 1 did not start: {}",
+                r.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    spawn_syncing(cluster.r(1)).await;
     let refused = tokio::net::TcpStream::connect(cluster.r(1).client_addr).await;
     assert!(
         refused.is_err(),
@@ -263,8 +278,19 @@ async fn starts_that_fail_or_are_stopped_before_serving_use_up_no_origin() {
     assert!(cluster.r(1).terminate().await.success());
     assert!(cluster.r(1).log_tail().contains("stopped during start-up"));
 
-    // Neither start took a new origin: both wrote and relayed nothing.
+    // Another process takes the client port during the sync: once synced,
+    // the start fails, saying why, before it records a run.
+    spawn_syncing(cluster.r(1)).await;
+    let taken = std::net::TcpListener::bind(cluster.r(1).client_addr).unwrap();
     cluster.r(2).signal(nix::sys::signal::Signal::SIGCONT);
+    assert_ne!(cluster.r(1).wait_exit(CONVERGE).await, 0);
+    let log = std::fs::read_to_string(&cluster.r(1).log_path).unwrap();
+    let run = &log[log.rfind(SYNCING).unwrap() + SYNCING.len()..];
+    assert!(run.contains("cannot listen"), "{run}");
+    assert!(!run.contains("serving"), "{run}");
+    drop(taken);
+
+    // No start took a new origin: none wrote or relayed anything.
     cluster.r(1).start().await;
     assert_eq!(cluster.status(1).await.unwrap().origin, 1);
 }
