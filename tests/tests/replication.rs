@@ -2097,3 +2097,243 @@ async fn a_live_stream_on_a_hung_replica_moves_to_another() {
     assert_eq!(Some(m.id), sent.first().cloned());
     cluster.r(hung).signal(nix::sys::signal::Signal::SIGCONT);
 }
+
+/// A stand-in for a replica on the replication port: it answers an
+/// introduction with `Hello` and then holds the stream open (the backlog
+/// "still streaming"), acknowledges every relayed batch, and records what
+/// it was relayed.
+struct StandIn {
+    me: repl::ReplicaInfo,
+    /// Introductions received, held open until the test ends them.
+    introductions: tokio::sync::mpsc::UnboundedSender<
+        tokio::sync::mpsc::Sender<Result<repl::IntroduceResponse, tonic::Status>>,
+    >,
+    relayed: tokio::sync::mpsc::UnboundedSender<chat_tests::chat_server::entry::Entry>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+type Boxed<T> =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl repl::replication_server::Replication for StandIn {
+    type IntroduceStream = Boxed<repl::IntroduceResponse>;
+    type SnapshotStream = Boxed<repl::SnapshotChunk>;
+    type RelayStream = Boxed<repl::RelayResponse>;
+
+    async fn introduce(
+        &self,
+        _: tonic::Request<repl::IntroduceRequest>,
+    ) -> Result<tonic::Response<Self::IntroduceStream>, tonic::Status> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let hello = repl::Hello {
+            responder: Some(self.me.clone()),
+            network: Vec::new(),
+            cutoffs: Vec::new(),
+            clock_ms: now_ms(),
+        };
+        tx.send(Ok(repl::IntroduceResponse {
+            kind: Some(repl::introduce_response::Kind::Hello(hello)),
+        }))
+        .await
+        .unwrap();
+        let _ = self.introductions.send(tx);
+        Ok(tonic::Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn relay(
+        &self,
+        request: tonic::Request<tonic::Streaming<repl::RelayRequest>>,
+    ) -> Result<tonic::Response<Self::RelayStream>, tonic::Status> {
+        let mut inbound = request.into_inner();
+        let relayed = self.relayed.clone();
+        let answers = async_stream_answers(move |out| async move {
+            let mut cutoff = 0;
+            while let Ok(Some(batch)) = inbound.message().await {
+                for e in batch.entries {
+                    let e = chat_tests::chat_server::entry::Entry::from_proto(e).unwrap();
+                    cutoff = cutoff.max(e.seq);
+                    let _ = relayed.send(e);
+                }
+                let answer = repl::RelayResponse {
+                    resync: false,
+                    cutoff,
+                    clock_ms: now_ms(),
+                };
+                if out.send(Ok(answer)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(tonic::Response::new(answers))
+    }
+
+    async fn heartbeat(
+        &self,
+        _: tonic::Request<repl::HeartbeatRequest>,
+    ) -> Result<tonic::Response<repl::HeartbeatResponse>, tonic::Status> {
+        Ok(tonic::Response::new(repl::HeartbeatResponse {
+            responder: Some(self.me.clone()),
+            caller_live: true,
+            network: Vec::new(),
+            clock_ms: now_ms(),
+        }))
+    }
+
+    async fn push(
+        &self,
+        _: tonic::Request<tonic::Streaming<repl::PushRequest>>,
+    ) -> Result<tonic::Response<repl::PushResponse>, tonic::Status> {
+        Err(tonic::Status::unavailable("stand-in"))
+    }
+
+    async fn forward(
+        &self,
+        _: tonic::Request<tonic::Streaming<repl::PushRequest>>,
+    ) -> Result<tonic::Response<repl::PushResponse>, tonic::Status> {
+        Err(tonic::Status::unavailable("stand-in"))
+    }
+
+    async fn status(
+        &self,
+        _: tonic::Request<repl::StatusRequest>,
+    ) -> Result<tonic::Response<repl::StatusResponse>, tonic::Status> {
+        Err(tonic::Status::unavailable("stand-in"))
+    }
+
+    async fn snapshot(
+        &self,
+        _: tonic::Request<repl::SnapshotRequest>,
+    ) -> Result<tonic::Response<Self::SnapshotStream>, tonic::Status> {
+        Err(tonic::Status::unavailable("stand-in"))
+    }
+
+    async fn retire(
+        &self,
+        _: tonic::Request<repl::RetireRequest>,
+    ) -> Result<tonic::Response<repl::RetireResponse>, tonic::Status> {
+        Err(tonic::Status::unavailable("stand-in"))
+    }
+}
+
+/// A stream of answers written by a spawned task.
+fn async_stream_answers<T, F, Fut>(task: F) -> Boxed<T>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, tonic::Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(task(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_relayed_while_a_redundant_introduction_of_ours_still_streams() {
+    // After a partition both sides introduce themselves; when the peer's
+    // introduction makes the link live first, ours is redundant. Replica 1
+    // must then relay its writes at once (under the relay deadline), not
+    // wait for its own introduction -- which here never ends by itself:
+    // the stand-in for replica 2 answers it with Hello and then holds it.
+    let mut cluster =
+        TestCluster::start_with("repl-redundant-intro", 2, &["--heartbeat-ms", "100"]).await;
+    let mut c1 = cluster.r(1).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    let bob = register(&mut c1, "bob", "bob-password").await;
+    cluster.converge(CONVERGE).await;
+    let info2 = cluster.status(2).await.unwrap().replica.unwrap();
+    let addr2 = cluster.r(2).replication_addr;
+    cluster.r(2).kill9();
+    // Replica 1 writes it off (a write finds it gone).
+    send_many(cluster.r(1), &ann, &id(&bob), 1, "while 2 is away").await;
+    assert!(!cluster.status(1).await.unwrap().peers[0].live);
+
+    // The stand-in takes replica 2's address; replica 1's next attempt to
+    // introduce itself gets Hello and then waits on the backlog.
+    let (introductions_tx, mut introductions) = tokio::sync::mpsc::unbounded_channel();
+    let (relayed_tx, mut relayed) = tokio::sync::mpsc::unbounded_channel();
+    let stand_in = StandIn {
+        me: info2.clone(),
+        introductions: introductions_tx,
+        relayed: relayed_tx,
+    };
+    let listener = tokio::net::TcpListener::bind(addr2).await.unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(repl::replication_server::ReplicationServer::new(stand_in))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let ours = tokio::time::timeout(CONVERGE, introductions.recv())
+        .await
+        .expect("replica 1 did not introduce itself")
+        .unwrap();
+
+    // "Replica 2" introduces itself to replica 1 and completes: it holds
+    // all of replica 1's log, so the link is live.
+    let s1 = cluster.status(1).await.unwrap();
+    let mut peer1 = replication_client(cluster.r(1));
+    let mut theirs = peer1
+        .introduce(repl::IntroduceRequest {
+            from: Some(info2.clone()),
+            cutoffs: s1.cutoffs.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while theirs.message().await.unwrap().is_some() {}
+    let push = repl::PushRequest {
+        from: Some(info2.clone()),
+        chunk: None,
+        cutoffs: s1.cutoffs.clone(),
+    };
+    peer1.push(tokio_stream::iter([push])).await.unwrap();
+    assert!(cluster.status(1).await.unwrap().peers[0].live);
+
+    // A write now is relayed to replica 2 and acknowledged, while replica
+    // 1's own introduction is still open.
+    let mut c1 = cluster.r(1).client().await;
+    let mut sent = async |text: &str| {
+        let request = authed(&ann.token, send_req(&id(&bob), text));
+        // (Without the wait, a write takes milliseconds; the channel's own
+        // timeout is 10 s.)
+        let answer = tokio::time::timeout(Duration::from_secs(8), c1.send_message(request)).await;
+        assert!(
+            matches!(answer, Ok(Ok(_))),
+            "the write failed or waited for replica 1's redundant introduction: {answer:?}"
+        );
+    };
+    sent("while ours streams").await;
+    let e = tokio::time::timeout(Duration::from_secs(5), relayed.recv())
+        .await
+        .expect("the write was not relayed")
+        .unwrap();
+    assert_eq!(e.origin, 1);
+    assert!(!ours.is_closed(), "replica 1's introduction ended");
+
+    // Ours then fails: the link the peer's introduction made live stays
+    // live, and writes still go to replica 2.
+    ours.send(Err(tonic::Status::unavailable("gone")))
+        .await
+        .unwrap();
+    drop(ours);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s1 = cluster.status(1).await.unwrap();
+    assert!(
+        s1.peers[0].live,
+        "a failed redundant introduction wrote the peer off: {s1:?}"
+    );
+    sent("after ours failed").await;
+    tokio::time::timeout(Duration::from_secs(5), relayed.recv())
+        .await
+        .expect("the write after the failed introduction was not relayed")
+        .unwrap();
+    server.abort();
+}

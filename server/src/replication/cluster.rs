@@ -111,16 +111,20 @@ impl Link {
     }
 
     pub fn set_state(&self, state: LinkState) {
-        self.change_state(state, |_| true);
+        self.change_state(state, |_, _| true);
     }
 
-    /// Moves to `state` if the current state passes `allowed` (checked and
-    /// changed under one lock); returns the state it had. A retired link
-    /// stays retired whatever is asked.
-    fn change_state(&self, state: LinkState, allowed: impl FnOnce(LinkState) -> bool) -> LinkState {
+    /// Moves to `state` if the current state and its period (generation)
+    /// pass `allowed` (checked and changed under one lock); returns the
+    /// state it had. A retired link stays retired whatever is asked.
+    fn change_state(
+        &self,
+        state: LinkState,
+        allowed: impl FnOnce(LinkState, u64) -> bool,
+    ) -> LinkState {
         let mut s = lock(&self.status);
         let was = s.state;
-        if was != state && was != LinkState::Retired && allowed(was) {
+        if was != state && was != LinkState::Retired && allowed(was, s.generation) {
             tracing::info!(peer = self.id, from = ?was, to = ?state, "link state");
             if was == LinkState::Live && state == LinkState::Dead {
                 crate::metrics::record_peer_down(self.id);
@@ -131,6 +135,27 @@ impl Link {
             self.changed.notify_waiters();
         }
         was
+    }
+
+    /// This replica's own introduction to the peer has begun syncing: the
+    /// link is `Syncing` unless it is already live -- the peer's
+    /// introduction to us completed meanwhile, which leaves both sides
+    /// holding each other's entries, so ours is redundant and relays go on
+    /// under their deadline. Returns the period to end if ours fails
+    /// ([`Link::introduction_failed`]); `None` if the link is live.
+    pub fn introduction_syncing(&self) -> Option<u64> {
+        self.change_state(LinkState::Syncing, |s, _| s != LinkState::Live);
+        let s = lock(&self.status);
+        (s.state == LinkState::Syncing).then_some(s.generation)
+    }
+
+    /// This replica's own introduction failed: the link is dead -- unless
+    /// its state changed since [`Link::introduction_syncing`] (the peer's
+    /// introduction made it live), which a failure of ours does not undo.
+    pub fn introduction_failed(&self, period: Option<u64>) {
+        if let Some(period) = period {
+            self.change_state(LinkState::Dead, |_, generation| generation == period);
+        }
     }
 
     /// Resolves at the next change of state (create it before checking the
@@ -322,7 +347,7 @@ impl Cluster {
         // Checked and changed at once: an introduction cannot make it live
         // in between.
         let running = |s| matches!(s, LinkState::Live | LinkState::Syncing);
-        let was = link.change_state(LinkState::Retired, |s| !(check_dead && running(s)));
+        let was = link.change_state(LinkState::Retired, |s, _| !(check_dead && running(s)));
         if check_dead && running(was) {
             return Err(RetireError::Running(id));
         }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::backlog;
-use super::cluster::{Cluster, ClusterError, LinkState};
+use super::cluster::{Cluster, ClusterError};
 use crate::entry::Entry;
 use crate::proto::replication::{
     Cutoff, EntryChunk, IntroduceRequest, PushRequest, ReplicaInfo, introduce_response,
@@ -151,7 +151,7 @@ pub async fn introduce(
     if let Some(reading) = super::clocks::reading(hello.clock_ms, sent) {
         link.record_clock(reading);
     }
-    link.set_state(LinkState::Syncing);
+    let period = link.introduction_syncing();
     let result = sync(cluster, &mut client, &mut stream, &hello.cutoffs).await;
     match result {
         Ok(peer_has) => {
@@ -159,7 +159,7 @@ pub async fn introduce(
             Ok(responder)
         }
         Err(e) => {
-            link.set_state(LinkState::Dead);
+            link.introduction_failed(period);
             Err(e)
         }
     }

@@ -2,6 +2,14 @@
 //! peer in order, heartbeats it when idle, and re-introduces this replica
 //! when the peer is dead or asks for a resync.
 //!
+//! The re-introduction runs in a task of its own. After a partition heals
+//! both sides introduce themselves at once, and whichever introduction ends
+//! first leaves both holding each other's entries and the link live; the
+//! other one (streaming a long backlog, perhaps) is then redundant, and
+//! batches queued meanwhile are relayed under their deadline instead of
+//! waiting for it. It cannot mark the link dead or syncing again once the
+//! peer's introduction has made it live (`Link::introduction_syncing`).
+//!
 //! Relaying is one long-lived `Relay` stream per peer. Each message is a
 //! batch of consecutive entries -- everything queued since the previous
 //! message -- and the peer answers every message, in order, once the batch
@@ -26,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
@@ -61,6 +70,8 @@ pub async fn run(
         pending: VecDeque::new(),
         client: None,
         stream: None,
+        introduction: None,
+        retry_at: None,
     };
     loop {
         let (state, generation) = task.link.state_and_generation();
@@ -94,61 +105,103 @@ struct LinkTask {
     pending: VecDeque<RelayItem>,
     client: Option<(String, PeerClient)>,
     stream: Option<RelayStream>,
+    /// Our introduction to the peer, while one runs. It runs beside the
+    /// task, not in it: when the peer's own introduction makes the link
+    /// live first, batches are relayed (under their deadline) while ours
+    /// is still streaming its backlog.
+    introduction: Option<JoinHandle<Introduced>>,
+    /// When to try again after a failed introduction.
+    retry_at: Option<Instant>,
+}
+
+/// How one of our introductions ended.
+enum Introduced {
+    Live,
+    Failed,
+    /// The peer says this replica must stop (retired, or rolled back).
+    Halted,
+}
+
+/// Introduces this replica to the peer, and stops the replica if the peer
+/// says it must not serve.
+async fn introduce_ourselves(cluster: Arc<Cluster>, link: Arc<Link>) -> Introduced {
+    let addr = link.info().replication_addr;
+    match introduce(&cluster, &addr, Some(link.id)).await {
+        Ok(_) => {
+            tracing::info!(peer = link.id, "re-introduced; link live");
+            Introduced::Live
+        }
+        Err(IntroError::Clash(e)) => {
+            tracing::error!(peer = link.id, error = %e, "id clash");
+            Introduced::Failed
+        }
+        Err(IntroError::Retired) => {
+            tracing::error!(
+                peer = link.id,
+                "the peer says this replica has been retired from the cluster; stopping"
+            );
+            cluster.halt(cluster.retired_error().to_string());
+            Introduced::Halted
+        }
+        Err(IntroError::RolledBack(why)) => {
+            tracing::error!(peer = link.id, "{why}; stopping");
+            cluster.halt(why);
+            Introduced::Halted
+        }
+        Err(e) => {
+            tracing::debug!(peer = link.id, error = %e, "introduction failed");
+            Introduced::Failed
+        }
+    }
 }
 
 impl LinkTask {
-    /// One turn while the peer is dead: fail what is queued, try to
-    /// introduce ourselves, wait a little. Each turn returns false once the
-    /// queue has closed.
+    /// One turn while the peer is dead: fail what is queued, make sure an
+    /// introduction of ours is under way (or its retry due), wait for it or
+    /// for the state to change. Each turn returns false once the queue has
+    /// closed.
     async fn dead(&mut self) -> bool {
-        let link = &self.link;
+        let link = self.link.clone();
         // Nobody waits on a dead peer: fail what is queued -- unless the peer
         // came back meanwhile (its own introduction can make the link live at
         // any moment), in which case the batches are relayed as usual.
-        if !fail_while_dead(link, &mut self.pending, &mut self.queue) {
+        if !fail_while_dead(&link, &mut self.pending, &mut self.queue) {
             return true;
         }
-        let addr = link.info().replication_addr;
-        match introduce(&self.cluster, &addr, Some(link.id)).await {
-            Ok(_) => {
-                tracing::info!(peer = link.id, "re-introduced; link live");
-                return true;
-            }
-            Err(IntroError::Clash(e)) => {
-                tracing::error!(peer = link.id, error = %e, "id clash")
-            }
-            Err(IntroError::Retired) => {
-                tracing::error!(
-                    peer = link.id,
-                    "the peer says this replica has been retired from the cluster; stopping"
-                );
-                self.cluster.halt(self.cluster.retired_error().to_string());
-                return false;
-            }
-            Err(IntroError::RolledBack(why)) => {
-                tracing::error!(peer = link.id, "{why}; stopping");
-                self.cluster.halt(why);
-                return false;
-            }
-            Err(e) => tracing::debug!(peer = link.id, error = %e, "introduction failed"),
+        if self.introduction.is_none() && self.retry_at.is_none_or(|t| t <= Instant::now()) {
+            self.retry_at = None;
+            self.introduction = Some(tokio::spawn(introduce_ourselves(
+                self.cluster.clone(),
+                link.clone(),
+            )));
         }
-        let sleep = tokio::time::sleep(self.cluster.settings.heartbeat * 2);
-        tokio::pin!(sleep);
-        loop {
-            let changed = link.state_changed();
-            tokio::select! {
-                _ = &mut sleep => return true,
-                _ = changed => return true,
-                item = self.queue.recv() => match item {
-                    Some(item) => {
-                        self.pending.push_back(item);
-                        if !fail_while_dead(link, &mut self.pending, &mut self.queue) {
-                            return true;
-                        }
+        let changed = link.state_changed();
+        if link.state() != LinkState::Dead {
+            return true;
+        }
+        let retry_at = self.retry_at.unwrap_or_else(Instant::now);
+        tokio::select! {
+            done = async { self.introduction.as_mut().expect("guarded").await }, if self.introduction.is_some() => {
+                self.introduction = None;
+                match done {
+                    Ok(Introduced::Live) => {}
+                    Ok(Introduced::Failed) | Err(_) => {
+                        self.retry_at = Some(Instant::now() + self.cluster.settings.heartbeat * 2);
                     }
-                    None => return false,
-                },
+                    Ok(Introduced::Halted) => return false,
+                }
+                true
             }
+            _ = tokio::time::sleep_until(retry_at.into()), if self.introduction.is_none() => true,
+            _ = changed => true,
+            item = self.queue.recv() => match item {
+                Some(item) => {
+                    self.pending.push_back(item);
+                    fail_while_dead(&link, &mut self.pending, &mut self.queue);
+                    true
+                }
+                None => false,
+            },
         }
     }
 
@@ -174,6 +227,11 @@ impl LinkTask {
     /// One turn while the peer is live: wait for something to do, then send
     /// what the peer lacks, as far as the window allows.
     async fn live(&mut self, generation: u64) -> bool {
+        // An introduction of ours that ended while the link was live (made
+        // so by the peer's) is done with: a later dead period starts anew.
+        if self.introduction.as_ref().is_some_and(|i| i.is_finished()) {
+            self.introduction = None;
+        }
         let (cluster, link) = (&self.cluster, &self.link);
         let addr = link.info().replication_addr;
         if self.client.as_ref().is_none_or(|(a, _)| *a != addr) {
