@@ -3,6 +3,7 @@
 //! digests.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_tests::chat_server::proto::replication as repl;
@@ -2098,18 +2099,19 @@ async fn a_live_stream_on_a_hung_replica_moves_to_another() {
     cluster.r(hung).signal(nix::sys::signal::Signal::SIGCONT);
 }
 
-/// A stand-in for a replica on the replication port: it answers an
-/// introduction with `Hello` and then holds the stream open (the backlog
-/// "still streaming"), acknowledges every relayed batch, and records what
-/// it was relayed.
+/// A stand-in for a replica on the replication port. It hands each
+/// introduction it receives to the test, which answers it (`Hello`) when it
+/// chooses and then holds it open (the backlog "still streaming"); it
+/// acknowledges every relayed batch and hands the entries to the test; its
+/// heartbeat answers say the caller is live unless `disowning`.
 struct StandIn {
     me: repl::ReplicaInfo,
-    /// Introductions received, held open until the test ends them.
-    introductions: tokio::sync::mpsc::UnboundedSender<
-        tokio::sync::mpsc::Sender<Result<repl::IntroduceResponse, tonic::Status>>,
-    >,
+    introductions: tokio::sync::mpsc::UnboundedSender<IntroductionHeld>,
     relayed: tokio::sync::mpsc::UnboundedSender<chat_tests::chat_server::entry::Entry>,
+    disowning: Arc<std::sync::atomic::AtomicBool>,
 }
+
+type IntroductionHeld = tokio::sync::mpsc::Sender<Result<repl::IntroduceResponse, tonic::Status>>;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -2132,17 +2134,6 @@ impl repl::replication_server::Replication for StandIn {
         _: tonic::Request<repl::IntroduceRequest>,
     ) -> Result<tonic::Response<Self::IntroduceStream>, tonic::Status> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let hello = repl::Hello {
-            responder: Some(self.me.clone()),
-            network: Vec::new(),
-            cutoffs: Vec::new(),
-            clock_ms: now_ms(),
-        };
-        tx.send(Ok(repl::IntroduceResponse {
-            kind: Some(repl::introduce_response::Kind::Hello(hello)),
-        }))
-        .await
-        .unwrap();
         let _ = self.introductions.send(tx);
         Ok(tonic::Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -2155,7 +2146,8 @@ impl repl::replication_server::Replication for StandIn {
     ) -> Result<tonic::Response<Self::RelayStream>, tonic::Status> {
         let mut inbound = request.into_inner();
         let relayed = self.relayed.clone();
-        let answers = async_stream_answers(move |out| async move {
+        let (out, answers) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
             let mut cutoff = 0;
             while let Ok(Some(batch)) = inbound.message().await {
                 for e in batch.entries {
@@ -2173,7 +2165,9 @@ impl repl::replication_server::Replication for StandIn {
                 }
             }
         });
-        Ok(tonic::Response::new(answers))
+        Ok(tonic::Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(answers),
+        )))
     }
 
     async fn heartbeat(
@@ -2182,7 +2176,7 @@ impl repl::replication_server::Replication for StandIn {
     ) -> Result<tonic::Response<repl::HeartbeatResponse>, tonic::Status> {
         Ok(tonic::Response::new(repl::HeartbeatResponse {
             responder: Some(self.me.clone()),
-            caller_live: true,
+            caller_live: !self.disowning.load(std::sync::atomic::Ordering::SeqCst),
             network: Vec::new(),
             clock_ms: now_ms(),
         }))
@@ -2224,25 +2218,13 @@ impl repl::replication_server::Replication for StandIn {
     }
 }
 
-/// A stream of answers written by a spawned task.
-fn async_stream_answers<T, F, Fut>(task: F) -> Boxed<T>
-where
-    T: Send + 'static,
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, tonic::Status>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(task(tx));
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_relayed_while_a_redundant_introduction_of_ours_still_streams() {
     // After a partition both sides introduce themselves; when the peer's
     // introduction makes the link live first, ours is redundant. Replica 1
     // must then relay its writes at once (under the relay deadline), not
     // wait for its own introduction -- which here never ends by itself:
-    // the stand-in for replica 2 answers it with Hello and then holds it.
+    // a stand-in for replica 2 holds it open after `Hello`.
     let mut cluster =
         TestCluster::start_with("repl-redundant-intro", 2, &["--heartbeat-ms", "100"]).await;
     let mut c1 = cluster.r(1).client().await;
@@ -2257,13 +2239,15 @@ async fn writes_are_relayed_while_a_redundant_introduction_of_ours_still_streams
     assert!(!cluster.status(1).await.unwrap().peers[0].live);
 
     // The stand-in takes replica 2's address; replica 1's next attempt to
-    // introduce itself gets Hello and then waits on the backlog.
+    // introduce itself reaches it.
     let (introductions_tx, mut introductions) = tokio::sync::mpsc::unbounded_channel();
     let (relayed_tx, mut relayed) = tokio::sync::mpsc::unbounded_channel();
+    let disowning = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stand_in = StandIn {
         me: info2.clone(),
         introductions: introductions_tx,
         relayed: relayed_tx,
+        disowning: disowning.clone(),
     };
     let listener = tokio::net::TcpListener::bind(addr2).await.unwrap();
     let server = tokio::spawn(
@@ -2271,36 +2255,41 @@ async fn writes_are_relayed_while_a_redundant_introduction_of_ours_still_streams
             .add_service(repl::replication_server::ReplicationServer::new(stand_in))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let ours = tokio::time::timeout(CONVERGE, introductions.recv())
-        .await
-        .expect("replica 1 did not introduce itself")
-        .unwrap();
-
-    // "Replica 2" introduces itself to replica 1 and completes: it holds
-    // all of replica 1's log, so the link is live.
-    let s1 = cluster.status(1).await.unwrap();
-    let mut peer1 = replication_client(cluster.r(1));
-    let mut theirs = peer1
-        .introduce(repl::IntroduceRequest {
-            from: Some(info2.clone()),
-            cutoffs: s1.cutoffs.clone(),
+    let hello = || {
+        Ok(repl::IntroduceResponse {
+            kind: Some(repl::introduce_response::Kind::Hello(repl::Hello {
+                responder: Some(info2.clone()),
+                network: Vec::new(),
+                cutoffs: Vec::new(),
+                clock_ms: now_ms(),
+            })),
         })
-        .await
-        .unwrap()
-        .into_inner();
-    while theirs.message().await.unwrap().is_some() {}
-    let push = repl::PushRequest {
-        from: Some(info2.clone()),
-        chunk: None,
-        cutoffs: s1.cutoffs.clone(),
     };
-    peer1.push(tokio_stream::iter([push])).await.unwrap();
-    assert!(cluster.status(1).await.unwrap().peers[0].live);
-
-    // A write now is relayed to replica 2 and acknowledged, while replica
-    // 1's own introduction is still open.
-    let mut c1 = cluster.r(1).client().await;
-    let mut sent = async |text: &str| {
+    // "Replica 2" introducing itself to replica 1, to the end: it holds all
+    // of replica 1's log, so the link is live.
+    let peer_introduces_itself = async || {
+        let s1 = cluster.status(1).await.unwrap();
+        let mut peer1 = replication_client(&cluster.replicas[0]);
+        let mut theirs = peer1
+            .introduce(repl::IntroduceRequest {
+                from: Some(info2.clone()),
+                cutoffs: s1.cutoffs.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        while theirs.message().await.unwrap().is_some() {}
+        let push = repl::PushRequest {
+            from: Some(info2.clone()),
+            chunk: None,
+            cutoffs: s1.cutoffs.clone(),
+        };
+        peer1.push(tokio_stream::iter([push])).await.unwrap();
+        assert!(cluster.status(1).await.unwrap().peers[0].live);
+    };
+    let mut c1 = cluster.replicas[0].client().await;
+    // A write acknowledged promptly, and relayed to "replica 2".
+    let mut relayed_write = async |text: &str| {
         let request = authed(&ann.token, send_req(&id(&bob), text));
         // (Without the wait, a write takes milliseconds; the channel's own
         // timeout is 10 s.)
@@ -2309,31 +2298,60 @@ async fn writes_are_relayed_while_a_redundant_introduction_of_ours_still_streams
             matches!(answer, Ok(Ok(_))),
             "the write failed or waited for replica 1's redundant introduction: {answer:?}"
         );
+        let e = tokio::time::timeout(Duration::from_secs(5), relayed.recv())
+            .await
+            .expect("the write was not relayed")
+            .unwrap();
+        assert!(
+            matches!(&e.op, chat_tests::chat_server::entry::Op::SendMessage { body, .. } if body == text),
+            "{e:?}"
+        );
     };
-    sent("while ours streams").await;
-    let e = tokio::time::timeout(Duration::from_secs(5), relayed.recv())
-        .await
-        .expect("the write was not relayed")
-        .unwrap();
-    assert_eq!(e.origin, 1);
-    assert!(!ours.is_closed(), "replica 1's introduction ended");
+    let wait_introduction =
+        async |introductions: &mut tokio::sync::mpsc::UnboundedReceiver<IntroductionHeld>| {
+            tokio::time::timeout(CONVERGE, introductions.recv())
+                .await
+                .expect("replica 1 did not introduce itself")
+                .unwrap()
+        };
 
-    // Ours then fails: the link the peer's introduction made live stays
-    // live, and writes still go to replica 2.
+    // 1. Our introduction is syncing (Hello answered) when the peer's
+    // completes: writes are relayed meanwhile.
+    let ours = wait_introduction(&mut introductions).await;
+    ours.send(hello()).await.unwrap();
+    peer_introduces_itself().await;
+    relayed_write("while ours streams").await;
+    assert!(!ours.is_closed(), "replica 1's introduction ended");
+    // Then ours fails: the link the peer's introduction made live stays
+    // live (no new introduction of ours), and writes still go to replica 2.
     ours.send(Err(tonic::Status::unavailable("gone")))
         .await
         .unwrap();
     drop(ours);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let s1 = cluster.status(1).await.unwrap();
-    assert!(
-        s1.peers[0].live,
-        "a failed redundant introduction wrote the peer off: {s1:?}"
-    );
-    sent("after ours failed").await;
-    tokio::time::timeout(Duration::from_secs(5), relayed.recv())
-        .await
-        .expect("the write after the failed introduction was not relayed")
-        .unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(1), introductions.recv()).await;
+    assert!(again.is_err(), "the failed introduction wrote the peer off");
+    assert!(cluster.status(1).await.unwrap().peers[0].live);
+    relayed_write("after ours failed").await;
+
+    // 2. The peer says it considers replica 1 dead (as after a one-sided
+    // failure): replica 1 writes it off and introduces itself again. This
+    // time the peer's introduction completes before ours gets its Hello:
+    // that late Hello leaves the link live.
+    disowning.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ours = wait_introduction(&mut introductions).await;
+    disowning.store(false, std::sync::atomic::Ordering::SeqCst);
+    peer_introduces_itself().await;
+    ours.send(hello()).await.unwrap();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(1) {
+        let s1 = cluster.status(1).await.unwrap();
+        assert!(
+            s1.peers[0].live,
+            "a late Hello took the link out of live: {s1:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    relayed_write("after a late Hello").await;
+    assert!(!ours.is_closed(), "replica 1's introduction ended");
     server.abort();
 }

@@ -116,12 +116,13 @@ impl Link {
 
     /// Moves to `state` if the current state and its period (generation)
     /// pass `allowed` (checked and changed under one lock); returns the
-    /// state it had. A retired link stays retired whatever is asked.
+    /// state it had and the period it is in now. A retired link stays
+    /// retired whatever is asked.
     fn change_state(
         &self,
         state: LinkState,
         allowed: impl FnOnce(LinkState, u64) -> bool,
-    ) -> LinkState {
+    ) -> (LinkState, u64) {
         let mut s = lock(&self.status);
         let was = s.state;
         if was != state && was != LinkState::Retired && allowed(was, s.generation) {
@@ -134,7 +135,7 @@ impl Link {
             s.generation += 1;
             self.changed.notify_waiters();
         }
-        was
+        (was, s.generation)
     }
 
     /// This replica's own introduction to the peer has begun syncing: the
@@ -144,9 +145,8 @@ impl Link {
     /// under their deadline. Returns the period to end if ours fails
     /// ([`Link::introduction_failed`]); `None` if the link is live.
     pub fn introduction_syncing(&self) -> Option<u64> {
-        self.change_state(LinkState::Syncing, |s, _| s != LinkState::Live);
-        let s = lock(&self.status);
-        (s.state == LinkState::Syncing).then_some(s.generation)
+        let (was, period) = self.change_state(LinkState::Syncing, |s, _| s != LinkState::Live);
+        (was != LinkState::Live && was != LinkState::Retired).then_some(period)
     }
 
     /// This replica's own introduction failed: the link is dead -- unless
@@ -347,7 +347,7 @@ impl Cluster {
         // Checked and changed at once: an introduction cannot make it live
         // in between.
         let running = |s| matches!(s, LinkState::Live | LinkState::Syncing);
-        let was = link.change_state(LinkState::Retired, |s, _| !(check_dead && running(s)));
+        let (was, _) = link.change_state(LinkState::Retired, |s, _| !(check_dead && running(s)));
         if check_dead && running(was) {
             return Err(RetireError::Running(id));
         }

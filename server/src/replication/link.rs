@@ -53,8 +53,8 @@ const MAX_RELAY_BYTES: usize = 4 * 1024 * 1024;
 /// send cost 10-25% more CPU and throughput was 8-19% lower than with 4;
 /// 16 did no better than 4 at 16 or 64 senders.
 pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
-/// A link stuck "syncing" this long (the introducing peer died midway) is
-/// considered dead.
+/// A link stuck "syncing" this long while no introduction of ours runs
+/// (the peer introducing itself died midway) is considered dead.
 const SYNC_STALE: Duration = Duration::from_secs(60);
 
 pub async fn run(
@@ -109,31 +109,23 @@ struct LinkTask {
     /// task, not in it: when the peer's own introduction makes the link
     /// live first, batches are relayed (under their deadline) while ours
     /// is still streaming its backlog.
-    introduction: Option<JoinHandle<Introduced>>,
+    introduction: Option<JoinHandle<bool>>,
     /// When to try again after a failed introduction.
     retry_at: Option<Instant>,
 }
 
-/// How one of our introductions ended.
-enum Introduced {
-    Live,
-    Failed,
-    /// The peer says this replica must stop (retired, or rolled back).
-    Halted,
-}
-
 /// Introduces this replica to the peer, and stops the replica if the peer
-/// says it must not serve.
-async fn introduce_ourselves(cluster: Arc<Cluster>, link: Arc<Link>) -> Introduced {
+/// says it must not serve. Returns whether it succeeded.
+async fn introduce_ourselves(cluster: Arc<Cluster>, link: Arc<Link>) -> bool {
     let addr = link.info().replication_addr;
     match introduce(&cluster, &addr, Some(link.id)).await {
         Ok(_) => {
             tracing::info!(peer = link.id, "re-introduced; link live");
-            Introduced::Live
+            true
         }
         Err(IntroError::Clash(e)) => {
             tracing::error!(peer = link.id, error = %e, "id clash");
-            Introduced::Failed
+            false
         }
         Err(IntroError::Retired) => {
             tracing::error!(
@@ -141,16 +133,16 @@ async fn introduce_ourselves(cluster: Arc<Cluster>, link: Arc<Link>) -> Introduc
                 "the peer says this replica has been retired from the cluster; stopping"
             );
             cluster.halt(cluster.retired_error().to_string());
-            Introduced::Halted
+            false
         }
         Err(IntroError::RolledBack(why)) => {
             tracing::error!(peer = link.id, "{why}; stopping");
             cluster.halt(why);
-            Introduced::Halted
+            false
         }
         Err(e) => {
             tracing::debug!(peer = link.id, error = %e, "introduction failed");
-            Introduced::Failed
+            false
         }
     }
 }
@@ -183,12 +175,11 @@ impl LinkTask {
         tokio::select! {
             done = async { self.introduction.as_mut().expect("guarded").await }, if self.introduction.is_some() => {
                 self.introduction = None;
-                match done {
-                    Ok(Introduced::Live) => {}
-                    Ok(Introduced::Failed) | Err(_) => {
-                        self.retry_at = Some(Instant::now() + self.cluster.settings.heartbeat * 2);
-                    }
-                    Ok(Introduced::Halted) => return false,
+                // (One that halted the replica is a failure too: the task
+                // goes on -- relaying, should the peer's introduction have
+                // made the link live -- until the queue closes.)
+                if !matches!(done, Ok(true)) {
+                    self.retry_at = Some(Instant::now() + self.cluster.settings.heartbeat * 2);
                 }
                 true
             }
@@ -208,7 +199,10 @@ impl LinkTask {
     /// One turn while an introduction with the peer is under way: batches
     /// wait for it.
     async fn syncing(&mut self) -> bool {
-        if self.link.state_age() > SYNC_STALE {
+        // Ours is bounded by its own timeouts (each backlog chunk, the
+        // connection's keepalive); the stale limit is for the peer's.
+        let ours = self.introduction.as_ref().is_some_and(|i| !i.is_finished());
+        if !ours && self.link.state_age() > SYNC_STALE {
             self.link.set_state(LinkState::Dead);
             return true;
         }
