@@ -848,24 +848,25 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
     // replicas that do not answer only delay a send -- when they wake up it
     // completes. What fails a send for good is a rejection, and one that
     // holds on every replica: the recipient deleted his account
-    // (FAILED_PRECONDITION). No live event tells Ann's app, and the open
-    // conversation keeps the account as it was when opened, so she can
-    // still write to him. Her replica is SIGSTOPped
-    // just before she sends: the send hangs ("Sending…") while she opens
-    // another conversation; after its deadline (`call_timeout`, 5 s) the
-    // client re-sends it to another replica, which refuses it.
+    // (FAILED_PRECONDITION). Her replica is SIGSTOPped just before she
+    // sends, and Bob deletes his account on another one meanwhile, so no
+    // live event can tell her app (its stream is on the stopped replica):
+    // the send hangs ("Sending…") while she opens another conversation;
+    // after its deadline (`call_timeout`, 5 s) the client re-sends it to
+    // another replica, which refuses it.
     //
     // Then what the app makes of a deleted account: its row is marked, its
     // conversation stays readable with the box disabled, and the text that
-    // could not be sent is kept to copy -- learnt from the refused send
-    // (after leaving the conversation, and with it open), or from a reload
-    // of the conversations with the conversation open.
+    // could not be sent (or was typed) is kept to copy -- learnt from the
+    // refused send after leaving the conversation, or from the live event
+    // that says a partner's account was deleted (with the conversation
+    // open, and not).
     const FROM_BOB: &str = "Hi Ann, Bob here.";
     const FROM_CAROL: &str = "Hi Ann, Carol here.";
     const LOST: &str = "Bob, are you still there?";
     const TO_CAROL: &str = "Carol, did you just leave?";
     const FROM_DAVE: &str = "Hi Ann, Dave here.";
-    const DRAFT_TO_DAVE: &str = "Dave, one more thing: where do we meet?";
+    const DRAFT_TO_ERIN: &str = "Erin, one more thing: where do we meet?";
     const FROM_ERIN: &str = "Hi Ann, Erin here.";
     let _one_at_a_time = EXCLUSIVE.lock().await;
     let mut cluster = cluster("browser-failed-send").await;
@@ -895,18 +896,17 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
     // Bob's message marked read: nothing of Ann's is under way any more.
     ann.wait_text("#unread-total", "1").await;
 
-    // Bob deletes his account (every replica knows before Ann's stops).
-    bob_native
-        .delete_account("bob-password")
-        .await
-        .expect("delete bob");
-    cluster.converge(Duration::from_secs(30)).await;
-
     ann.fill("#composer", LOST).await;
     cluster.r(1).signal(Signal::SIGSTOP);
     let sent = Instant::now();
     ann.click("#send").await;
     wait_count_text(&ann, "li.msg.pending .body", LOST, 1).await;
+    // Bob deletes his account on replica 2 (which writes the stopped
+    // replica off after the relay deadline; 2 and 3 hold the deletion).
+    bob_native
+        .delete_account("bob-password")
+        .await
+        .expect("delete bob");
     ann.click("li.conversation[data-peer=carol] button").await;
     ann.wait_text("#peer-name", "carol").await;
     let notice = ann
@@ -981,9 +981,12 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
     )
     .await;
 
-    // Ann's replica wakes up and handles the stale copy of the send: it is
-    // refused there too, and nothing turns up late.
-    cluster.r(1).signal(Signal::SIGCONT);
+    // Ann's replica crashes and comes back. (Woken instead, it would
+    // handle the stale copy of the send it holds before it hears of the
+    // deletion -- a send concurrent with it, stored like any other.)
+    // Nothing turns up late.
+    cluster.r(1).kill9();
+    cluster.r(1).start().await;
     cluster.converge(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     check_carol_untouched().await;
@@ -1012,7 +1015,7 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
     ann.wait_text("#peer-status", "This account has been deleted")
         .await;
     wait_count_text(&ann, "li.msg .body", FROM_BOB, 1).await;
-    check_deleted_peer(&ann, "bob", LOST).await;
+    check_deleted_peer(&ann, "bob", Some(LOST)).await;
     assert_eq!(ann.count_text("li.msg .body", LOST).await, 0);
     ann.screenshot("18b-deleted-peer").await;
     // Copy puts it on the clipboard (the page is on 127.0.0.1, where the
@@ -1056,63 +1059,65 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
     ann.click("#unsent-discard").await;
     ann.wait_gone("#unsent").await;
 
-    // Carol deletes her account while Ann has her conversation open: Ann's
-    // next send is refused, and the conversation turns read-only at once,
-    // keeping the text.
+    // Carol deletes her account while Ann has her conversation open and is
+    // typing: a live event says so, and the conversation turns read-only
+    // at once, keeping what Ann had typed.
     ann.click("li.conversation[data-peer=carol] button").await;
     ann.wait_text("#peer-name", "carol").await;
     wait_count_text(&ann, "li.msg .body", FROM_CAROL, 1).await;
+    ann.fill("#composer", TO_CAROL).await;
+    assert_eq!(ann.text("#peer-status").await, "Direct message");
     carol_native
         .delete_account("carol-password")
         .await
         .expect("delete carol");
-    cluster.converge(Duration::from_secs(30)).await;
-    assert_eq!(ann.text("#peer-status").await, "Direct message");
-    ann.fill_and_enter("#composer", TO_CAROL).await;
     ann.wait_text("#peer-status", "This account has been deleted")
         .await;
-    check_deleted_peer(&ann, "carol", TO_CAROL).await;
+    check_deleted_peer(&ann, "carol", Some(TO_CAROL)).await;
     ann.wait_text("li.conversation.deleted[data-peer=carol] .tag", "deleted")
         .await;
     assert_eq!(ann.count_text("li.msg .body", TO_CAROL).await, 0);
     assert_eq!(ann.count("li.msg.pending").await, 0);
 
-    // Dave writes; Ann opens his conversation and starts typing. He deletes
-    // his account; no event says so, but a message from Erin reloads the
-    // conversations, which do: the open conversation turns read-only, and
-    // what Ann had typed is kept to copy.
+    // Dave and Erin write; Ann has Erin's conversation open, with a draft,
+    // when Dave deletes his account: his row is marked at once, Erin's
+    // conversation is untouched; opened, Dave's is read-only.
     dave_native
         .send_message(&ann_id, FROM_DAVE)
         .await
         .expect("send");
-    ann.click("li.conversation[data-peer=dave] button").await;
-    wait_count_text(&ann, "li.msg .body", FROM_DAVE, 1).await;
-    // Marking it read reloads the conversations (a live event): let that
-    // pass first.
-    ann.wait_text("#unread-total", "0").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    ann.fill("#composer", DRAFT_TO_DAVE).await;
-    dave_native
-        .delete_account("dave-password")
-        .await
-        .expect("delete dave");
-    cluster.converge(Duration::from_secs(30)).await;
-    assert_eq!(
-        ann.count("li.conversation.deleted[data-peer=dave]").await,
-        0
-    );
     erin_native
         .send_message(&ann_id, FROM_ERIN)
         .await
         .expect("send");
-    ann.find("li.conversation[data-peer=erin]").await;
-    ann.wait_text("#peer-status", "This account has been deleted")
-        .await;
-    check_deleted_peer(&ann, "dave", DRAFT_TO_DAVE).await;
+    ann.click("li.conversation[data-peer=erin] button").await;
+    wait_count_text(&ann, "li.msg .body", FROM_ERIN, 1).await;
+    ann.fill("#composer", DRAFT_TO_ERIN).await;
+    dave_native
+        .delete_account("dave-password")
+        .await
+        .expect("delete dave");
     ann.wait_text("li.conversation.deleted[data-peer=dave] .tag", "deleted")
         .await;
+    assert_eq!(ann.text("#peer-name").await, "erin");
+    assert_eq!(ann.text("#peer-status").await, "Direct message");
+    assert_eq!(
+        ann.js(
+            "const box = document.querySelector('#composer');
+             return [box.value, box.disabled, !!document.querySelector('#unsent')];",
+            vec![]
+        )
+        .await,
+        json!([DRAFT_TO_ERIN, false, false])
+    );
+    ann.click("li.conversation[data-peer=dave] button").await;
+    ann.wait_text("#peer-name", "dave").await;
+    ann.wait_text("#peer-status", "This account has been deleted")
+        .await;
+    wait_count_text(&ann, "li.msg .body", FROM_DAVE, 1).await;
+    check_deleted_peer(&ann, "dave", None).await;
     assert_eq!(ann.count("li.conversation.deleted").await, 3);
-    ann.screenshot("18d-peer-deleted-while-open").await;
+    ann.screenshot("18d-peer-deleted-live").await;
     no_alerts(&ann, &ann.alerts().await);
     ann.close().await;
 }
@@ -1336,9 +1341,9 @@ async fn wait_background(b: &Browser, css: &str, hovered: Option<bool>, colour: 
 
 /// The open conversation is with `peer`, whose account is deleted: the
 /// history is there, the message box and Send are disabled and say why,
-/// and `unsent` is shown whole to copy or discard, not to edit (the box
-/// is empty).
-async fn check_deleted_peer(b: &Browser, peer: &str, unsent: &str) {
+/// and `unsent` (if any) is shown whole to copy or discard, not to edit
+/// (the box is empty).
+async fn check_deleted_peer(b: &Browser, peer: &str, unsent: Option<&str>) {
     b.wait_text(
         "#composer-closed",
         &format!("You can no longer write to {peer}: the account was deleted."),

@@ -92,6 +92,72 @@ async fn writes_are_readable_everywhere_and_delivered_live_across_replicas() {
     cluster.converge(CONVERGE).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_account_is_announced_live_to_those_who_talk_with_it() {
+    let mut cluster = TestCluster::start("repl-peer-deleted", 2).await;
+    let mut c1 = cluster.r(1).client().await;
+    let ann = register(&mut c1, "ann", "ann-password").await;
+    let bob = register(&mut c1, "bob", "bob-password").await;
+    let carol = register(&mut c1, "carol", "carol-password").await;
+    c1.send_message(authed(&bob.token, send_req(&id(&ann), "hi ann")))
+        .await
+        .unwrap();
+    cluster.converge(CONVERGE).await;
+    // Ann (who talks with Bob) and Carol (who never did) listen on replica
+    // 2; Bob deletes his account on replica 1.
+    let mut c2 = cluster.r(2).client().await;
+    let mut listen = async |token: &str| {
+        let mut events = c2
+            .subscribe(authed(token, proto::SubscribeRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(matches!(
+            next_event(&mut events).await,
+            event::Kind::Subscribed(_)
+        ));
+        events
+    };
+    let mut ann_events = listen(&ann.token).await;
+    let mut carol_events = listen(&carol.token).await;
+    c1.delete_account(authed(
+        &bob.token,
+        proto::DeleteAccountRequest {
+            request_id: rid(),
+            password: "bob-password".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    match next_event(&mut ann_events).await {
+        event::Kind::PeerDeleted(a) => {
+            assert_eq!(
+                (a.id, a.username, a.deleted),
+                (id(&bob), "bob".into(), true)
+            )
+        }
+        other => panic!("expected Bob's deletion, got {other:?}"),
+    }
+    // Carol is not told: her next event is Ann's message.
+    c1.send_message(authed(&ann.token, send_req(&id(&carol), "hi carol")))
+        .await
+        .unwrap();
+    match next_event(&mut carol_events).await {
+        event::Kind::Message(m) => assert_eq!(m.body, "hi carol"),
+        other => panic!("expected Ann's message, got {other:?}"),
+    }
+}
+
+async fn next_event(events: &mut tonic::Streaming<proto::Event>) -> event::Kind {
+    tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("event within 5 s")
+        .expect("stream open")
+        .expect("event ok")
+        .kind
+        .expect("kind")
+}
+
 /// Sends `n` messages from `from` to `to` through replica `via`; returns the
 /// acknowledged message ids.
 async fn send_many(

@@ -436,6 +436,12 @@ impl App {
                     .update(|ms| ms.retain(|m| !d.message_ids.contains(&m.id)));
                 self.refresh_conversations().await;
             }
+            // Someone we talk with deleted their account: the row and (if
+            // open) the conversation turn read-only at once.
+            event::Kind::PeerDeleted(account) => {
+                self.learn_account(&account);
+                self.refresh_conversations().await;
+            }
             event::Kind::Read(r) => {
                 self.unread.set(r.unread_count);
                 self.messages.update(|ms| {

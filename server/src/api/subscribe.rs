@@ -201,6 +201,26 @@ fn events_for(
                 )));
                 return Ok(out);
             }
+            // Only to those who have a conversation with it: nobody else
+            // shows the account anywhere that would change.
+            Change::AccountDeleted { account }
+                if query::has_conversation(&kv, me, account).map_err(api)? =>
+            {
+                let record = query::account(&kv, account).map_err(api)?;
+                let peer = match record {
+                    Some(rec) => super::account_proto(account, &rec),
+                    None => chat_shared::proto::Account {
+                        id: account.to_string(),
+                        ..Default::default()
+                    },
+                };
+                out.push(Ok(Event {
+                    kind: Some(event::Kind::PeerDeleted(chat_shared::proto::Account {
+                        deleted: true,
+                        ..peer
+                    })),
+                }));
+            }
             Change::PasswordChanged { account } if account == me => {
                 let in_force = query::account(&kv, me)
                     .map_err(api)?

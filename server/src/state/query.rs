@@ -232,6 +232,16 @@ pub fn conversations(
     Ok(out)
 }
 
+/// Whether `account` has a conversation with `peer` (a message between them
+/// was ever stored).
+pub fn has_conversation(
+    kv: &impl KvRead,
+    account: AccountId,
+    peer: AccountId,
+) -> Result<bool, StorageError> {
+    Ok(kv.get(&keys::conversation(account, peer))?.is_some())
+}
+
 /// What an entry left behind that its client's answer shows, read right
 /// after the entry is applied (in the writer, from the batch's own writes),
 /// so the client API can answer without reading the store again.
