@@ -91,6 +91,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Link {
+    fn new(info: ReplicaInfo, state: LinkState, queue: mpsc::UnboundedSender<RelayItem>) -> Self {
+        Link {
+            id: info.id,
+            info: Mutex::new(info),
+            status: Mutex::new(LinkStatus {
+                state,
+                since: Instant::now(),
+                generation: 0,
+                last_contact: None,
+                peer_has: 0,
+            }),
+            queue,
+            changed: Notify::new(),
+            clock: Mutex::new(None),
+        }
+    }
+
     pub fn info(&self) -> ReplicaInfo {
         lock(&self.info).clone()
     }
@@ -465,20 +482,7 @@ impl Cluster {
         } else {
             LinkState::Dead
         };
-        let link = Arc::new(Link {
-            id: info.id,
-            info: Mutex::new(info),
-            status: Mutex::new(LinkStatus {
-                state,
-                since: Instant::now(),
-                generation: 0,
-                last_contact: None,
-                peer_has: 0,
-            }),
-            queue: tx,
-            changed: Notify::new(),
-            clock: Mutex::new(None),
-        });
+        let link = Arc::new(Link::new(info, state, tx));
         links.insert(link.id, link.clone());
         tokio::spawn(link::run(self.clone(), link.clone(), rx));
         Ok(Some(link))
@@ -608,5 +612,71 @@ impl ServerList for Cluster {
                 }),
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(state: LinkState) -> Link {
+        let info = ReplicaInfo {
+            id: 2,
+            ..Default::default()
+        };
+        Link::new(info, state, mpsc::unbounded_channel().0)
+    }
+
+    #[test]
+    fn our_introduction_failing_writes_the_peer_off() {
+        let l = link(LinkState::Dead);
+        let period = l.introduction_syncing();
+        assert!(period.is_some());
+        assert_eq!(l.state(), LinkState::Syncing);
+        l.introduction_failed(period);
+        assert_eq!(l.state(), LinkState::Dead);
+    }
+
+    #[test]
+    fn a_link_the_peers_introduction_made_live_stays_live() {
+        // The peer's completes while ours syncs; then ours fails.
+        let l = link(LinkState::Dead);
+        let period = l.introduction_syncing();
+        l.set_live(7);
+        l.introduction_failed(period);
+        assert_eq!(l.state(), LinkState::Live);
+        assert_eq!(l.peer_has(), 7);
+        // The peer's had begun first (the link was syncing), completes
+        // after our Hello; ours fails.
+        let l = link(LinkState::Dead);
+        l.set_state(LinkState::Syncing);
+        let period = l.introduction_syncing();
+        assert!(period.is_some());
+        l.set_live(3);
+        l.introduction_failed(period);
+        assert_eq!(l.state(), LinkState::Live);
+        // Ours gets its Hello after the peer's completed: the link stays
+        // live, generation and all, whatever ours does next.
+        let l = link(LinkState::Dead);
+        l.set_live(5);
+        let before = l.state_and_generation();
+        let period = l.introduction_syncing();
+        assert_eq!(period, None);
+        assert_eq!(l.state_and_generation(), before);
+        l.introduction_failed(period);
+        assert_eq!(l.state_and_generation(), before);
+        l.set_live(9);
+        assert_eq!(l.state_and_generation(), before);
+        assert_eq!(l.peer_has(), 9);
+    }
+
+    #[test]
+    fn a_retired_link_stays_retired() {
+        let l = link(LinkState::Retired);
+        let period = l.introduction_syncing();
+        assert_eq!(period, None);
+        l.introduction_failed(period);
+        l.set_live(1);
+        assert_eq!(l.state(), LinkState::Retired);
     }
 }
