@@ -41,9 +41,13 @@ pub fn build(
     let mut hlc = Hlc::new(0);
     let start_ms = wall_clock_ms().saturating_sub(total / 10 + 60_000);
     let usernames: Vec<String> = (0..accounts).map(|i| format!("{prefix}-{i}")).collect();
+    // Each account's id derives from its creation's request id, as the
+    // client API makes it (peers check it: `Entry::check_consistent`).
+    let creations: Vec<[u8; 16]> = usernames.iter().map(|_| request_id(&mut rng)).collect();
     let ids: Vec<AccountId> = usernames
         .iter()
-        .map(|u| AccountId::derive(&u.to_ascii_lowercase(), &request_id(&mut rng)))
+        .zip(&creations)
+        .map(|(u, rid)| AccountId::derive(&u.to_ascii_lowercase(), rid))
         .collect();
     let mut seq = 0u64;
     let mut next = |op: Op, rng: &mut SmallRng, hlc: &mut Hlc| {
@@ -57,8 +61,8 @@ pub fn build(
         }
     };
     let mut entries = Vec::with_capacity(accounts);
-    for (u, id) in usernames.iter().zip(&ids) {
-        entries.push(next(
+    for ((u, id), rid) in usernames.iter().zip(&ids).zip(&creations) {
+        let mut e = next(
             Op::CreateAccount {
                 account: *id,
                 username: u.clone(),
@@ -66,7 +70,9 @@ pub fn build(
             },
             &mut rng,
             &mut hlc,
-        ));
+        );
+        e.request_id = *rid;
+        entries.push(e);
     }
     let mut n = 0u64;
     let sends = std::iter::from_fn(|| {

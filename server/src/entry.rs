@@ -341,6 +341,80 @@ impl Entry {
     pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
         Self::from_proto(pb::Entry::decode(bytes).map_err(|e| EntryError::Decode(e.to_string()))?)
     }
+
+    /// An entry a peer sent: well-formed, and consistent the way the client
+    /// API makes every entry it accepts (see [`Entry::check_consistent`]).
+    pub fn from_peer(p: pb::Entry) -> Result<Self, EntryError> {
+        let entry = Self::from_proto(p)?;
+        entry.check_consistent()?;
+        Ok(entry)
+    }
+
+    /// What the client API checks before it logs an entry, checked again on
+    /// entries that come from peers: an id derived from what it names
+    /// (`crate::ids`: a username and request id, or the two parties and the
+    /// request id), a valid username, a message body within the limits, at
+    /// most `IDS_PER_REQUEST_MAX` message ids. A peer is authenticated, so
+    /// this guards against a faulty build or a corrupt log rather than an
+    /// attacker -- an entry that breaks it would be applied, relayed and
+    /// kept on every replica for good. (Not checked on reading the own log:
+    /// what is stored was checked on its way in.)
+    pub fn check_consistent(&self) -> Result<(), EntryError> {
+        use chat_shared::limits::IDS_PER_REQUEST_MAX;
+        use chat_shared::validate;
+        let invalid = |why: String| Err(EntryError::Inconsistent(why));
+        match &self.op {
+            Op::CreateAccount {
+                account, username, ..
+            }
+            | Op::ErasedCreateAccount { account, username } => {
+                if let Err(e) = validate::username(username) {
+                    return invalid(format!("account {account}: {e}"));
+                }
+                let derived =
+                    AccountId::derive(&validate::normalize_username(username), &self.request_id);
+                if *account != derived {
+                    return invalid(format!(
+                        "account {account} is not the id its username and request id give"
+                    ));
+                }
+            }
+            Op::SendMessage {
+                message,
+                sender,
+                recipient,
+                body,
+            } => {
+                if let Err(e) = validate::message_body(body) {
+                    return invalid(format!("message {message}: {e}"));
+                }
+                if *message != MessageId::derive(*sender, *recipient, &self.request_id) {
+                    return invalid(format!(
+                        "message {message} is not the id its parties and request id give"
+                    ));
+                }
+            }
+            Op::ErasedSend {
+                message,
+                sender,
+                recipient,
+            } if *message != MessageId::derive(*sender, *recipient, &self.request_id) => {
+                return invalid(format!(
+                    "message {message} is not the id its parties and request id give"
+                ));
+            }
+            Op::MarkRead { messages, .. } | Op::DeleteMessages { messages, .. }
+                if messages.len() > IDS_PER_REQUEST_MAX =>
+            {
+                return invalid(format!(
+                    "{} message ids in one entry; at most {IDS_PER_REQUEST_MAX}",
+                    messages.len()
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 /// An entry from disk or from a peer that does not make sense.
@@ -354,11 +428,102 @@ pub enum EntryError {
     BadId,
     #[error("entry has a request id that is not 16 bytes")]
     BadRequestId,
+    #[error("entry is inconsistent: {0}")]
+    Inconsistent(String),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_from_peers_must_be_consistent() {
+        let rid = [5; 16];
+        let entry = |op: Op| Entry {
+            origin: 2,
+            seq: 1,
+            hlc: 1 << 16,
+            request_id: rid,
+            op,
+        };
+        let bob = AccountId::derive("bob", &rid);
+        let ann = AccountId([1; 16]);
+        let send = |message, body: &str| Op::SendMessage {
+            message,
+            sender: ann,
+            recipient: bob,
+            body: body.into(),
+        };
+        let good = [
+            Op::CreateAccount {
+                account: bob,
+                username: "Bob".into(),
+                password_hash: String::new(),
+            },
+            Op::ErasedCreateAccount {
+                account: bob,
+                username: "bob".into(),
+            },
+            send(MessageId::derive(ann, bob, &rid), "hi"),
+            Op::ErasedSend {
+                message: MessageId::derive(ann, bob, &rid),
+                sender: ann,
+                recipient: bob,
+            },
+            Op::MarkRead {
+                account: bob,
+                messages: vec![MessageId([3; 16]); 500],
+            },
+            Op::DeleteAccount { account: ann },
+        ];
+        for op in good {
+            let e = entry(op);
+            assert_eq!(Entry::from_peer(e.to_proto()), Ok(e));
+        }
+        let bad = [
+            // Another name's id, or another request's.
+            Op::CreateAccount {
+                account: bob,
+                username: "bobby".into(),
+                password_hash: String::new(),
+            },
+            Op::CreateAccount {
+                account: AccountId::derive("bob", &[6; 16]),
+                username: "bob".into(),
+                password_hash: String::new(),
+            },
+            Op::CreateAccount {
+                account: AccountId::derive("b b", &rid),
+                username: "b b".into(),
+                password_hash: String::new(),
+            },
+            send(MessageId([9; 16]), "hi"),
+            send(MessageId::derive(bob, ann, &rid), "hi"),
+            send(MessageId::derive(ann, bob, &rid), " "),
+            send(MessageId::derive(ann, bob, &rid), &"x".repeat(4097)),
+            Op::ErasedSend {
+                message: MessageId([9; 16]),
+                sender: ann,
+                recipient: bob,
+            },
+            Op::DeleteMessages {
+                account: bob,
+                messages: vec![MessageId([3; 16]); 501],
+            },
+        ];
+        for op in bad {
+            let e = entry(op);
+            assert!(
+                matches!(
+                    Entry::from_peer(e.to_proto()),
+                    Err(EntryError::Inconsistent(_))
+                ),
+                "{e:?}"
+            );
+            // Read from the own log, it decodes (checked on its way in).
+            assert_eq!(Entry::decode(&e.encode()), Ok(e));
+        }
+    }
 
     #[test]
     fn proto_round_trip() {

@@ -513,17 +513,29 @@ async fn a_relay_stream_answers_each_batch_in_order_and_refuses_gaps_and_malform
 
     // Malformed batches are refused with a clear status, and nothing of
     // them is applied: an entry of another replica's origin, a batch mixing
-    // two of the sender's origins, an entry without an op.
+    // two of the sender's origins, an entry without an op, a message whose
+    // id is not the one its parties and request id give.
     let mut foreign = entry(4);
     foreign.origin = 1;
     let mut later_incarnation = entry(1);
     later_incarnation.origin = 2 + 65_536;
     let mut no_op = entry(4);
     no_op.op = None;
+    let forged = chat_tests::chat_server::entry::Entry {
+        op: chat_tests::chat_server::entry::Op::SendMessage {
+            message: chat_tests::chat_server::ids::MessageId([4; 16]),
+            sender: chat_tests::chat_server::ids::AccountId([1; 16]),
+            recipient: chat_tests::chat_server::ids::AccountId([2; 16]),
+            body: "forged".into(),
+        },
+        ..chat_tests::chat_server::entry::Entry::from_proto(entry(4)).unwrap()
+    }
+    .to_proto();
     for bad in [
         vec![foreign],
         vec![entry(4), later_incarnation],
         vec![no_op],
+        vec![forged],
     ] {
         let request = repl::RelayRequest {
             from: Some(info2.clone()),

@@ -278,6 +278,6 @@ pub fn decode_chunk(chunk: EntryChunk) -> Result<Vec<Entry>, IntroError> {
     chunk
         .entries
         .into_iter()
-        .map(|e| Entry::from_proto(e).map_err(|e| IntroError::Protocol(e.to_string())))
+        .map(|e| Entry::from_peer(e).map_err(|e| IntroError::Protocol(e.to_string())))
         .collect()
 }

@@ -140,6 +140,10 @@ async fn introduce_ourselves(cluster: Arc<Cluster>, link: Arc<Link>) -> bool {
             cluster.halt(why);
             false
         }
+        Err(e @ IntroError::Protocol(_)) => {
+            tracing::error!(peer = link.id, error = %e, "introduction failed");
+            false
+        }
         Err(e) => {
             tracing::debug!(peer = link.id, error = %e, "introduction failed");
             false

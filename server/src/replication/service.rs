@@ -73,8 +73,10 @@ async fn apply_pushed(
     let mut received = 0;
     loop {
         if let Some(chunk) = next.take() {
-            let entries =
-                decode_chunk(chunk).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let entries = decode_chunk(chunk).map_err(|e| {
+                tracing::error!(error = %e, "refused pushed entries");
+                Status::invalid_argument(e.to_string())
+            })?;
             check(&entries)?;
             received += entries.len();
             let queued = cluster.writer.queue_remote(entries).await;
@@ -479,7 +481,10 @@ fn accept_batch(
     }
     let mut entries: Vec<Entry> = Vec::with_capacity(batch.len());
     for e in batch {
-        let e = Entry::from_proto(e).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let e = Entry::from_peer(e).map_err(|e| {
+            tracing::error!(peer = from.id, error = %e, "refused a relayed entry");
+            Status::invalid_argument(e.to_string())
+        })?;
         if crate::origin::replica(e.origin) != from.id {
             return Err(Status::invalid_argument(
                 "a relay carries only the sender's own entries",
