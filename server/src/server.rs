@@ -96,6 +96,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     tracing::info!(id = identity.id, instance = %identity.instance, origin, data_dir = %data_dir.display(), "opened store");
 
     let tls = tls_config(&args)?;
+    let passwords = Passwords::new().map_err(|e| ServeError::Config(e.to_string()))?;
     let me = ReplicaInfo {
         id: args.id,
         instance: identity.instance.clone(),
@@ -203,20 +204,29 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         started = cluster.startup(&args.join) => Some(started),
         _ = &mut signal => None,
     };
-    let Some(started) = started else {
-        // Nothing of this run's own was written or relayed yet: the stop is
-        // clean as far as origins go (`begin_run` has not run).
-        tracing::info!("stopped during start-up");
-        let _ = shutdown_tx.send(true);
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, writer.close()).await;
-        return Ok(());
-    };
-    started.map_err(|e| ServeError::Config(e.to_string()))?;
     // Listening before the run is recorded: a process that took the port
-    // during the sync fails this start without using up an origin. (Only
-    // `begin_run` falls between listening and serving, so connections are
-    // not left waiting.)
-    let client_listener = bind(client_addr).await?;
+    // during the sync fails this start without using up an origin.
+    let listening = match started {
+        None => Ok(None),
+        Some(Err(e)) => Err(ServeError::Config(e.to_string())),
+        Some(Ok(())) => bind(client_addr).await.map(Some),
+    };
+    let client_listener = match listening {
+        Ok(Some(listener)) => listener,
+        ended => {
+            // Stopped, refused by a peer, or the port taken: nothing of this
+            // run's own was written or relayed (`begin_run` has not run), so
+            // the writer records a clean stop -- also on a first run, whose
+            // store a snapshot or the sync has filled -- and the next start
+            // keeps the origin.
+            if matches!(ended, Ok(None)) {
+                tracing::info!("stopped during start-up");
+            }
+            let _ = shutdown_tx.send(true);
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, writer.close()).await;
+            return ended.map(|_| ());
+        }
+    };
     begin_run(&store, origin, new_origin)?;
 
     let ctx = Arc::new(Context {
@@ -224,7 +234,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         store: store.clone(),
         writer: writer.clone(),
         sessions: Sessions::new(&secret, args.session_ttl_secs),
-        passwords: Passwords::new().map_err(|e| ServeError::Config(e.to_string()))?,
+        passwords,
         throttle: Throttle::new(throttle::Limits {
             per_account: args.password_tries_per_account,
             per_address: args.password_tries_per_address,

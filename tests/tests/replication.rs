@@ -148,16 +148,6 @@ async fn a_deleted_account_is_announced_live_to_those_who_talk_with_it() {
     }
 }
 
-async fn next_event(events: &mut tonic::Streaming<proto::Event>) -> event::Kind {
-    tokio::time::timeout(Duration::from_secs(5), events.next())
-        .await
-        .expect("event within 5 s")
-        .expect("stream open")
-        .expect("event ok")
-        .kind
-        .expect("kind")
-}
-
 /// Sends `n` messages from `from` to `to` through replica `via`; returns the
 /// acknowledged message ids.
 async fn send_many(
@@ -360,6 +350,21 @@ async fn starts_that_fail_or_are_stopped_before_serving_use_up_no_origin() {
     // No start took a new origin: none wrote or relayed anything.
     cluster.r(1).start().await;
     assert_eq!(cluster.status(1).await.unwrap().origin, 1);
+
+    // The same on a new replica's first run, whose store the snapshot and
+    // the sync fill: its port taken during the sync, it keeps its origin.
+    let join = vec![cluster.r(1).replication_addr, cluster.r(2).replication_addr];
+    let three = cluster.add(join);
+    cluster.r(three).extra_args = vec!["--relay-timeout-ms".into(), "20000".into()];
+    cluster.r(2).signal(nix::sys::signal::Signal::SIGSTOP);
+    spawn_syncing(cluster.r(three)).await;
+    let taken = std::net::TcpListener::bind(cluster.r(three).client_addr).unwrap();
+    cluster.r(2).signal(nix::sys::signal::Signal::SIGCONT);
+    assert_ne!(cluster.r(three).wait_exit(CONVERGE).await, 0);
+    assert!(cluster.r(three).log_tail().contains("cannot listen"));
+    drop(taken);
+    cluster.r(three).start().await;
+    assert_eq!(cluster.status(three).await.unwrap().origin, three);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
