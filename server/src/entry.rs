@@ -362,7 +362,12 @@ impl Entry {
     pub fn check_consistent(&self) -> Result<(), EntryError> {
         use chat_shared::limits::IDS_PER_REQUEST_MAX;
         use chat_shared::validate;
-        let invalid = |why: String| Err(EntryError::Inconsistent(why));
+        let invalid = |why: String| {
+            Err(EntryError::Inconsistent(format!(
+                "entry {} of origin {}: {why}",
+                self.seq, self.origin
+            )))
+        };
         match &self.op {
             Op::CreateAccount {
                 account, username, ..

@@ -140,8 +140,15 @@ async fn introduce_ourselves(cluster: Arc<Cluster>, link: Arc<Link>) -> bool {
             cluster.halt(why);
             false
         }
+        // A malformed or inconsistent entry, theirs or (refused by them)
+        // ours: no retry will get past it (docs/replication.md, "Security
+        // of the replication port").
         Err(e @ IntroError::Protocol(_)) => {
             tracing::error!(peer = link.id, error = %e, "introduction failed");
+            false
+        }
+        Err(IntroError::Refused(status)) if status.code() == tonic::Code::InvalidArgument => {
+            tracing::error!(peer = link.id, %status, "the peer refused entries of this replica's log");
             false
         }
         Err(e) => {

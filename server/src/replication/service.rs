@@ -64,6 +64,7 @@ pub(super) fn sender(cluster: &Cluster, from: Option<ReplicaInfo>) -> Result<Rep
 /// many entries came and how many were new here.
 async fn apply_pushed(
     cluster: &Cluster,
+    peer: u32,
     first: Option<EntryChunk>,
     stream: &mut Streaming<PushRequest>,
     check: impl Fn(&[Entry]) -> Result<(), Status>,
@@ -74,7 +75,7 @@ async fn apply_pushed(
     loop {
         if let Some(chunk) = next.take() {
             let entries = decode_chunk(chunk).map_err(|e| {
-                tracing::error!(error = %e, "refused pushed entries");
+                tracing::error!(peer, error = %e, "refused entries the peer pushed or forwarded");
                 Status::invalid_argument(e.to_string())
             })?;
             check(&entries)?;
@@ -222,7 +223,7 @@ impl Replication for ReplicationService {
             .filter(|l| l.info().instance == from.instance)
             .ok_or_else(|| Status::failed_precondition("introduce yourself before pushing"))?;
         let theirs = backlog::from_proto(&first.cutoffs);
-        apply_pushed(&self.cluster, first.chunk, &mut stream, |_| Ok(())).await?;
+        apply_pushed(&self.cluster, from.id, first.chunk, &mut stream, |_| Ok(())).await?;
         link.set_live(theirs.get(&self.cluster.origin()).copied().unwrap_or(0));
         tracing::info!(peer = from.id, "introduction complete; link live");
         Ok(Response::new(PushResponse {
@@ -261,7 +262,7 @@ impl Replication for ReplicationService {
             Ok(())
         };
         let (forwarded, applied) =
-            apply_pushed(&self.cluster, first.chunk, &mut stream, not_mine).await?;
+            apply_pushed(&self.cluster, from.id, first.chunk, &mut stream, not_mine).await?;
         tracing::info!(
             peer = from.id,
             forwarded,
