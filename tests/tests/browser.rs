@@ -901,14 +901,15 @@ async fn a_send_that_fails_after_its_conversation_was_left_is_reported_in_a_noti
     let sent = Instant::now();
     ann.click("#send").await;
     wait_count_text(&ann, "li.msg.pending .body", LOST, 1).await;
+    ann.click("li.conversation[data-peer=carol] button").await;
+    ann.wait_text("#peer-name", "carol").await;
     // Bob deletes his account on replica 2 (which writes the stopped
-    // replica off after the relay deadline; 2 and 3 hold the deletion).
+    // replica off after the relay deadline; 2 and 3 hold the deletion
+    // well before the send's 5 s are up).
     bob_native
         .delete_account("bob-password")
         .await
         .expect("delete bob");
-    ann.click("li.conversation[data-peer=carol] button").await;
-    ann.wait_text("#peer-name", "carol").await;
     let notice = ann
         .wait_text("#notice", "Your message to bob was not sent.")
         .await;

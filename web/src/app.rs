@@ -438,10 +438,7 @@ impl App {
             }
             // Someone we talk with deleted their account: the row and (if
             // open) the conversation turn read-only at once.
-            event::Kind::PeerDeleted(account) => {
-                self.learn_account(&account);
-                self.refresh_conversations().await;
-            }
+            event::Kind::PeerDeleted(account) => self.learn_account(&account),
             event::Kind::Read(r) => {
                 self.unread.set(r.unread_count);
                 self.messages.update(|ms| {

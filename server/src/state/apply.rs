@@ -190,10 +190,15 @@ fn delete_account(
         fx.erasures.push(Erasure::Deleted(changed));
         kv.delete(change_key);
     }
+    let news = !rec.deleted;
     rec.deleted = true;
     rec.password_hash.clear();
     kv.put(keys::account(account), encode(&rec));
-    fx.changes.push(Change::AccountDeleted { account });
+    // Once: the deletion, its evidence (erased entries) and a retry of it
+    // each come here.
+    if news {
+        fx.changes.push(Change::AccountDeleted { account });
+    }
     Ok(())
 }
 

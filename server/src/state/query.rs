@@ -232,8 +232,8 @@ pub fn conversations(
     Ok(out)
 }
 
-/// Whether `account` has a conversation with `peer` (a message between them
-/// was ever stored).
+/// Whether `account` has a conversation with `peer`: one its conversation
+/// list shows (a message between them is stored).
 pub fn has_conversation(
     kv: &impl KvRead,
     account: AccountId,
