@@ -502,6 +502,18 @@ pub fn expect_code<T: std::fmt::Debug>(r: Result<T, Status>, code: tonic::Code) 
     }
 }
 
+/// The next event of a live stream (within 5 s).
+pub async fn next_event(events: &mut tonic::Streaming<proto::Event>) -> proto::event::Kind {
+    use tokio_stream::StreamExt;
+    tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("event within 5 s")
+        .expect("stream open")
+        .expect("event ok")
+        .kind
+        .expect("kind")
+}
+
 /// A replication-port client for a replica (status, protocol tests).
 pub fn replication_client(r: &Replica) -> chat_server::replication::client::PeerClient {
     use chat_server::auth::ClusterSecret;

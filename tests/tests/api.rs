@@ -453,16 +453,6 @@ async fn paging_never_skips_or_repeats() {
     }
 }
 
-async fn next(events: &mut tonic::Streaming<proto::Event>) -> event::Kind {
-    tokio::time::timeout(Duration::from_secs(5), events.next())
-        .await
-        .expect("event within 5 s")
-        .expect("stream open")
-        .expect("event ok")
-        .kind
-        .expect("kind")
-}
-
 #[tokio::test]
 async fn a_session_this_replica_cannot_place_yet_sends_the_client_elsewhere() {
     // A genuine token of an account this replica has not received (made
@@ -506,7 +496,7 @@ async fn a_live_stream_ends_when_its_session_expires() {
         .unwrap()
         .into_inner();
     assert!(matches!(
-        next(&mut events).await,
+        next_event(&mut events).await,
         event::Kind::Subscribed(_)
     ));
     // Expiry (1 s) plus the replicas' clock leeway (5 s), and a margin.
@@ -551,7 +541,9 @@ async fn live_delivery_through_subscription() {
         .await
         .unwrap()
         .into_inner();
-    assert!(matches!(next(&mut events).await, event::Kind::Subscribed(s) if s.unread_count == 0));
+    assert!(
+        matches!(next_event(&mut events).await, event::Kind::Subscribed(s) if s.unread_count == 0)
+    );
     let sent = c
         .send_message(authed(&ann.token, send_req(&bob_id, "live!")))
         .await
@@ -559,7 +551,7 @@ async fn live_delivery_through_subscription() {
         .into_inner()
         .message
         .unwrap();
-    match next(&mut events).await {
+    match next_event(&mut events).await {
         event::Kind::Message(m) => assert_eq!((m.id, m.body), (sent.id.clone(), "live!".into())),
         other => panic!("expected the message, got {other:?}"),
     }
@@ -573,7 +565,7 @@ async fn live_delivery_through_subscription() {
     .await
     .unwrap();
     assert!(
-        matches!(next(&mut events).await, event::Kind::Read(r) if r.message_ids == [sent.id.clone()])
+        matches!(next_event(&mut events).await, event::Kind::Read(r) if r.message_ids == [sent.id.clone()])
     );
     c.delete_messages(authed(
         &ann.token,
@@ -585,7 +577,7 @@ async fn live_delivery_through_subscription() {
     .await
     .unwrap();
     assert!(
-        matches!(next(&mut events).await, event::Kind::Deleted(d) if d.message_ids == [sent.id.clone()])
+        matches!(next_event(&mut events).await, event::Kind::Deleted(d) if d.message_ids == [sent.id.clone()])
     );
     // Deleting the account ends the stream with UNAUTHENTICATED.
     c.delete_account(authed(
@@ -621,7 +613,10 @@ async fn live_streams_per_account_are_bounded() {
             .await
             .unwrap()
             .into_inner();
-        assert!(matches!(next(&mut s).await, event::Kind::Subscribed(_)));
+        assert!(matches!(
+            next_event(&mut s).await,
+            event::Kind::Subscribed(_)
+        ));
         open.push(s);
     }
     let refused = c.subscribe(subscribe(&ann.token)).await.map(|_| ());
@@ -637,7 +632,10 @@ async fn live_streams_per_account_are_bounded() {
         .await
         .unwrap()
         .into_inner();
-    assert!(matches!(next(&mut bobs).await, event::Kind::Subscribed(_)));
+    assert!(matches!(
+        next_event(&mut bobs).await,
+        event::Kind::Subscribed(_)
+    ));
 
     // A closed stream's place comes back once the replica sees it gone.
     drop(open.pop());
@@ -655,7 +653,10 @@ async fn live_streams_per_account_are_bounded() {
             Err(s) => panic!("{s:?}"),
         }
     };
-    assert!(matches!(next(&mut again).await, event::Kind::Subscribed(_)));
+    assert!(matches!(
+        next_event(&mut again).await,
+        event::Kind::Subscribed(_)
+    ));
     // Every open stream still delivers.
     let sent = c
         .send_message(authed(&bob.token, send_req(&ann_id, "to every tab")))
@@ -666,7 +667,7 @@ async fn live_streams_per_account_are_bounded() {
         .unwrap();
     open.push(again);
     for s in &mut open {
-        assert!(matches!(next(s).await, event::Kind::Message(m) if m.id == sent.id));
+        assert!(matches!(next_event(s).await, event::Kind::Message(m) if m.id == sent.id));
     }
 }
 
