@@ -368,6 +368,15 @@ impl Entry {
                 self.seq, self.origin
             )))
         };
+        let message_id = |message: &MessageId, sender: &AccountId, recipient: &AccountId| {
+            if *message == MessageId::derive(*sender, *recipient, &self.request_id) {
+                Ok(())
+            } else {
+                invalid(format!(
+                    "message {message} is not the id its parties and request id give"
+                ))
+            }
+        };
         match &self.op {
             Op::CreateAccount {
                 account, username, ..
@@ -393,21 +402,13 @@ impl Entry {
                 if let Err(e) = validate::message_body(body) {
                     return invalid(format!("message {message}: {e}"));
                 }
-                if *message != MessageId::derive(*sender, *recipient, &self.request_id) {
-                    return invalid(format!(
-                        "message {message} is not the id its parties and request id give"
-                    ));
-                }
+                message_id(message, sender, recipient)?;
             }
             Op::ErasedSend {
                 message,
                 sender,
                 recipient,
-            } if *message != MessageId::derive(*sender, *recipient, &self.request_id) => {
-                return invalid(format!(
-                    "message {message} is not the id its parties and request id give"
-                ));
-            }
+            } => message_id(message, sender, recipient)?,
             Op::MarkRead { messages, .. } | Op::DeleteMessages { messages, .. }
                 if messages.len() > IDS_PER_REQUEST_MAX =>
             {

@@ -206,14 +206,10 @@ fn events_for(
             Change::AccountDeleted { account }
                 if query::has_conversation(&kv, me, account).map_err(api)? =>
             {
-                let record = query::account(&kv, account).map_err(api)?;
-                let peer = match record {
-                    Some(rec) => super::account_proto(account, &rec),
-                    None => chat_shared::proto::Account {
-                        id: account.to_string(),
-                        ..Default::default()
-                    },
-                };
+                // Read after the whole batch: deleted, even if a message of
+                // the batch looked the account up first. (Its creation may
+                // not be here yet: then only the id is known.)
+                let peer = build.account(account).map_err(api)?;
                 out.push(Ok(Event {
                     kind: Some(event::Kind::PeerDeleted(chat_shared::proto::Account {
                         deleted: true,
