@@ -22,6 +22,7 @@ fn send_req(to: &str, body: &str) -> proto::SendMessageRequest {
         request_id: rid(),
         recipient_id: to.into(),
         body: body.into(),
+        retry: false,
     }
 }
 

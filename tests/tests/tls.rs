@@ -40,6 +40,7 @@ async fn clients_and_replication_over_tls() {
                 request_id: rid(),
                 recipient_id: bob.account.unwrap().id,
                 body: "over tls".into(),
+                retry: false,
             },
         ))
         .await

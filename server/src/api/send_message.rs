@@ -28,6 +28,7 @@ pub async fn handle(
                 sender: session.account,
                 recipient,
                 body: req.body,
+                retry: req.retry,
             },
         )
         .await?;
