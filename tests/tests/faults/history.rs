@@ -21,6 +21,8 @@ pub enum Outcome {
 pub enum Op {
     Send {
         from: usize,
+        /// A main account's index, or the number of main accounts plus a
+        /// spare's index (`workload::spare_index`).
         to: usize,
         body: String,
         /// The message id, when acknowledged.

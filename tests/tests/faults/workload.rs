@@ -114,13 +114,33 @@ pub async fn client(
         }
         match dice {
             0..500 => {
-                let to = peers.choose(&mut rng).expect("peers");
+                // Mostly to another main account; one send in eight to one
+                // of this client's spares, deleted or not: the refusals a
+                // deleted recipient brings (FAILED_PRECONDITION), which must
+                // stay true through failovers and hung replicas.
+                let spare = spares
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.account.id.is_some())
+                    .map(|(i, s)| (i, s.account.id.clone().expect("id")))
+                    .collect::<Vec<_>>()
+                    .choose(&mut rng)
+                    .cloned()
+                    .filter(|_| rng.random_range(0..8) == 0);
+                let (to_id, to) = match spare {
+                    Some((i, id)) => (id, setup.accounts.len() + spare_index(c, i)),
+                    None => {
+                        let to = peers.choose(&mut rng).expect("peers");
+                        let at = setup
+                            .accounts
+                            .iter()
+                            .position(|a| a.id == to.id)
+                            .unwrap_or(0);
+                        (to.id.clone().expect("id"), at)
+                    }
+                };
                 let body = format!("c{c}-n{n}-s{seed}");
-                let r = tokio::time::timeout(
-                    OP_DEADLINE,
-                    client.send_message(to.id.as_deref().expect("id"), &body),
-                )
-                .await;
+                let r = tokio::time::timeout(OP_DEADLINE, client.send_message(&to_id, &body)).await;
                 let id = match &r {
                     Ok(Ok(m)) => Some(m.id.clone()),
                     _ => None,
@@ -132,11 +152,6 @@ pub async fn client(
                         read: false,
                     });
                 }
-                let to = setup
-                    .accounts
-                    .iter()
-                    .position(|a| a.id == to.id)
-                    .unwrap_or(0);
                 history.record(
                     c,
                     start,
@@ -340,6 +355,10 @@ pub async fn client(
                     )
                     .await;
                     let ok = matches!(r, Ok(Ok(_)));
+                    let mut account = account;
+                    if let Ok(Ok(auth)) = &r {
+                        account.id = auth.account.as_ref().map(|a| a.id.clone());
+                    }
                     spares.push(Spare {
                         password: account.password.clone(),
                         account,
