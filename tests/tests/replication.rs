@@ -486,10 +486,23 @@ async fn a_send_refused_on_retry_stays_unsent_when_its_hung_replica_wakes() {
     expect_code(again, Code::FailedPrecondition);
     assert_eq!(logged().await, before);
 
-    // Replica 1 wakes and handles the copy it held, cancelled or not: it
-    // has not heard of the deletion, so it logs the send -- the one entry
-    // of its own since it hung, which every replica ends up holding.
+    // Replica 1 wakes and handles the copy it held, cancelled or not,
+    // before it hears of the deletion -- made certain here by stopping the
+    // others meanwhile: it logs the send, the one entry of its own since it
+    // hung, which every replica ends up holding.
+    cluster.r(2).signal(Signal::SIGSTOP);
+    cluster.r(3).signal(Signal::SIGSTOP);
     cluster.r(1).signal(Signal::SIGCONT);
+    let t = Instant::now();
+    while own(&cluster, 1).await == logged_by_1 {
+        assert!(
+            t.elapsed() < CONVERGE,
+            "replica 1 did not handle the stale attempt: the test shows nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.r(2).signal(Signal::SIGCONT);
+    cluster.r(3).signal(Signal::SIGCONT);
     cluster.converge(CONVERGE).await;
     for r in 1..=3 {
         assert_eq!(
