@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::cache::ReadCache;
 use crate::clock_agreement::ClockAgreement;
 use crate::disk_watchdog::BatchClock;
-use crate::entry::{Entry, Erasure, Op};
+use crate::entry::{Entry, Erasure};
 use crate::events::EventHub;
 use crate::hlc::{Hlc, wall_clock_ms};
 use crate::ids::RequestId;
@@ -59,21 +59,6 @@ pub enum Outcome {
     Applied(Entry, Box<Receipt>),
     /// Already reflected in the state (a retry): nothing logged.
     AlreadyDone,
-    /// Refused, after logging this entry to make the refusal final
-    /// (`Checked::Refuse`): answered as the error once the entry is durable
-    /// here and on every live peer, like any write -- so the client hears
-    /// "refused" only when nothing can still turn it into "stored".
-    Refused(Entry, CommandError),
-}
-
-impl Outcome {
-    /// The entry this command logged, if any.
-    fn entry(&self) -> Option<&Entry> {
-        match self {
-            Outcome::Applied(entry, _) | Outcome::Refused(entry, _) => Some(entry),
-            Outcome::AlreadyDone => None,
-        }
-    }
 }
 
 /// What became of entries from a peer.
@@ -226,10 +211,7 @@ impl Writer {
             reply,
         })
         .await?;
-        match rx.await.map_err(|_| stopped())?? {
-            Outcome::Refused(_, error) => Err(WriteError::Command(error)),
-            outcome => Ok(outcome),
-        }
+        rx.await.map_err(|_| stopped())?
     }
 
     /// Queues entries from a peer (each origin's in sequence order) and
@@ -430,7 +412,7 @@ impl WriterThread {
                     reply,
                 } => {
                     let result = self.local(&mut overlay, request_id, &command, &mut effects);
-                    if let Some(e) = result.as_ref().ok().and_then(Outcome::entry) {
+                    if let Ok(Outcome::Applied(e, _)) = &result {
                         local_at.push(entries.len());
                         entries.push(e.clone());
                     }
@@ -561,39 +543,23 @@ impl WriterThread {
         match state::check(command, &request_id, overlay)? {
             Checked::AlreadyDone => Ok(Outcome::AlreadyDone),
             Checked::Apply(op) => {
-                let entry = self.log(overlay, request_id, op, effects)?;
+                if let Some(why) = self.clock_agreement.refusal() {
+                    return Err(WriteError::ClockOff(why));
+                }
+                let seq = self.cutoffs.get(&self.origin).copied().unwrap_or(0) + 1;
+                let entry = Entry {
+                    origin: self.origin,
+                    seq,
+                    hlc: self.hlc.tick(wall_clock_ms()),
+                    request_id,
+                    op,
+                };
+                effects.extend(state::apply(&entry, overlay)?);
+                self.cutoffs.insert(self.origin, seq);
                 let receipt = query::receipt(overlay, &entry)?;
                 Ok(Outcome::Applied(entry, Box::new(receipt)))
             }
-            Checked::Refuse { fence, error } => {
-                let entry = self.log(overlay, request_id, fence, effects)?;
-                Ok(Outcome::Refused(entry, error))
-            }
         }
-    }
-
-    /// Makes `op` this replica's next entry and applies it.
-    fn log(
-        &mut self,
-        overlay: &mut Overlay<'_, impl KvRead>,
-        request_id: RequestId,
-        op: Op,
-        effects: &mut state::Effects,
-    ) -> Result<Entry, WriteError> {
-        if let Some(why) = self.clock_agreement.refusal() {
-            return Err(WriteError::ClockOff(why));
-        }
-        let seq = self.cutoffs.get(&self.origin).copied().unwrap_or(0) + 1;
-        let entry = Entry {
-            origin: self.origin,
-            seq,
-            hlc: self.hlc.tick(wall_clock_ms()),
-            request_id,
-            op,
-        };
-        effects.extend(state::apply(&entry, overlay)?);
-        self.cutoffs.insert(self.origin, seq);
-        Ok(entry)
     }
 
     fn remote(

@@ -22,7 +22,6 @@ fn send_req(to: &str, body: &str) -> proto::SendMessageRequest {
         request_id: rid(),
         recipient_id: to.into(),
         body: body.into(),
-        retry: false,
     }
 }
 

@@ -72,7 +72,6 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
                 request_id: rid(),
                 recipient_id: bob_id.clone(),
                 body: "keep me".into(),
-                retry: false,
             },
         ))
         .await
@@ -109,7 +108,6 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
                 request_id: rid(),
                 recipient_id: bob_id.clone(),
                 body: "x".repeat(REQUEST_MAX_BYTES + 1),
-                retry: false,
             },
         ))
         .await;
@@ -145,7 +143,6 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
         request_id: rid(),
         recipient_id: to.into(),
         body,
-        retry: false,
     };
     for (req, code) in [
         (

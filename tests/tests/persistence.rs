@@ -32,7 +32,6 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
                     request_id: rid(),
                     recipient_id: users[to].account.as_ref().unwrap().id.clone(),
                     body: format!("from {s} #{n}"),
-                    retry: false,
                 };
                 match c.send_message(authed(&users[s].token, req)).await {
                     Ok(resp) => {
@@ -281,7 +280,6 @@ async fn disk_fills(how: DiskFull) {
         request_id,
         recipient_id: bob_id.clone(),
         body: format!("message {n} {}", "abcdefghij".repeat(400)),
-        retry: false,
     };
     let mut acked = Vec::new();
     for n in 0..20 {
@@ -430,7 +428,6 @@ async fn a_replica_whose_disk_hangs_stops_and_loses_nothing() {
         request_id,
         recipient_id: bob_id.clone(),
         body: format!("message {n}"),
-        retry: false,
     };
     let mut acked = Vec::new();
     for n in 0..3 {
@@ -595,7 +592,6 @@ async fn a_replica_frozen_mid_write_is_not_taken_for_a_hung_disk() {
                 request_id: rid(),
                 recipient_id: bob_id,
                 body: "written across a freeze".into(),
-                retry: false,
             },
         );
         async move { tokio::time::timeout(Duration::from_secs(30), c1.send_message(request)).await }

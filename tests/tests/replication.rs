@@ -17,7 +17,6 @@ fn send_req(to: &str, body: &str) -> proto::SendMessageRequest {
         request_id: rid(),
         recipient_id: to.into(),
         body: body.into(),
-        retry: false,
     }
 }
 
@@ -418,107 +417,6 @@ async fn a_stopped_replica_is_written_off_then_resyncs() {
         logs.contains("introduction complete"),
         "no re-introduction logged"
     );
-}
-
-/// A send whose replica hung with it, re-sent elsewhere and refused there
-/// (the recipient deleted his account meanwhile): the client reports it
-/// not sent, and it must stay so -- though the hung replica, once woken,
-/// handles the copy it holds and stores it, not having heard of the
-/// deletion. The re-send says it is one (`retry`), so the refusal logs the
-/// sender's delete of that message id with it, and the late copy ends
-/// deleted on every replica.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_refused_on_retry_stays_unsent_when_its_hung_replica_wakes() {
-    use nix::sys::signal::Signal;
-    const LOST: &str = "Bob, are you still there?";
-    let mut cluster =
-        TestCluster::start_with("repl-fenced-retry", 3, &["--relay-timeout-ms", "1000"]).await;
-    let mut c1 = cluster.r(1).client().await;
-    let mut c2 = cluster.r(2).client().await;
-    let ann = register(&mut c1, "ann", "ann-password").await;
-    let bob = register(&mut c1, "bob", "bob-password").await;
-    cluster.converge(CONVERGE).await;
-
-    // What replica 1 has logged of its own.
-    let origin = cluster.status(1).await.unwrap().origin;
-    let own = async |cluster: &TestCluster, r: u32| {
-        let s = cluster.status(r).await.unwrap();
-        s.cutoffs
-            .iter()
-            .find(|c| c.origin == origin)
-            .map_or(0, |c| c.seq)
-    };
-    let logged_by_1 = own(&cluster, 1).await;
-
-    // Ann's replica hangs with her send in its socket; her client gives up
-    // on the attempt after its deadline (cancelling the call).
-    cluster.r(1).signal(Signal::SIGSTOP);
-    let request = send_req(&id(&bob), LOST);
-    let attempt = c1.send_message(authed(&ann.token, request.clone()));
-    let attempt = tokio::time::timeout(Duration::from_millis(500), attempt).await;
-    assert!(attempt.is_err(), "a stopped replica answered: {attempt:?}");
-    // Bob deletes his account on replica 2, which writes replica 1 off.
-    c2.delete_account(authed(
-        &bob.token,
-        proto::DeleteAccountRequest {
-            request_id: rid(),
-            password: "bob-password".into(),
-        },
-    ))
-    .await
-    .unwrap();
-    // Her client re-sends the request to replica 2: refused, for good.
-    let retry = proto::SendMessageRequest {
-        retry: true,
-        ..request.clone()
-    };
-    let refused = c2.send_message(authed(&ann.token, retry.clone())).await;
-    let why = expect_code(refused, Code::FailedPrecondition);
-    assert!(why.contains("has been deleted"), "{why}");
-    // Again: the same answer, and nothing more logged for it.
-    let logged = async || {
-        let s = cluster.status(2).await.unwrap();
-        let seqs: Vec<_> = s.cutoffs.iter().map(|c| (c.origin, c.seq)).collect();
-        seqs
-    };
-    let before = logged().await;
-    let again = c2.send_message(authed(&ann.token, retry)).await;
-    expect_code(again, Code::FailedPrecondition);
-    assert_eq!(logged().await, before);
-
-    // Replica 1 wakes and handles the copy it held, cancelled or not,
-    // before it hears of the deletion -- made certain here by stopping the
-    // others meanwhile: it logs the send, the one entry of its own since it
-    // hung, which every replica ends up holding.
-    cluster.r(2).signal(Signal::SIGSTOP);
-    cluster.r(3).signal(Signal::SIGSTOP);
-    cluster.r(1).signal(Signal::SIGCONT);
-    let t = Instant::now();
-    while own(&cluster, 1).await == logged_by_1 {
-        assert!(
-            t.elapsed() < CONVERGE,
-            "replica 1 did not handle the stale attempt: the test shows nothing"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cluster.r(2).signal(Signal::SIGCONT);
-    cluster.r(3).signal(Signal::SIGCONT);
-    cluster.converge(CONVERGE).await;
-    for r in 1..=3 {
-        assert_eq!(
-            own(&cluster, r).await,
-            logged_by_1 + 1,
-            "replica {r}: the stale attempt was not logged, the test shows nothing"
-        );
-    }
-    // Yet it is nowhere to be seen.
-    for r in 1..=3 {
-        let h = history(cluster.r(r), &ann.token, &id(&bob)).await;
-        assert!(
-            h.iter().all(|m| m.body != LOST),
-            "replica {r} shows the message Ann was told was not sent: {h:?}"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,7 +40,6 @@ async fn clients_and_replication_over_tls() {
                 request_id: rid(),
                 recipient_id: bob.account.unwrap().id,
                 body: "over tls".into(),
-                retry: false,
             },
         ))
         .await

@@ -54,7 +54,6 @@ pub async fn run(target: &Target, clients: usize, duration: Duration, tag: &str)
                     request_id: rand::random::<[u8; 16]>().to_vec(),
                     recipient_id: to.clone(),
                     body: format!("live {n}"),
-                    retry: false,
                 };
                 n += 1;
                 let mut send = sc.clone();

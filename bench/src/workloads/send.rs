@@ -66,7 +66,6 @@ pub async fn run(
                     request_id: rng.random::<[u8; 16]>().to_vec(),
                     recipient_id: ids[to].clone(),
                     body: format!("bench message {n} from {i}"),
-                    retry: false,
                 };
                 let t = Instant::now();
                 c.send_message(authed(&token, req)).await.expect("send");

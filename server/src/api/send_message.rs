@@ -28,7 +28,6 @@ pub async fn handle(
                 sender: session.account,
                 recipient,
                 body: req.body,
-                retry: req.retry,
             },
         )
         .await?;

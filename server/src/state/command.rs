@@ -9,14 +9,6 @@
 //!
 //! `check` also makes retries idempotent: a command whose effect is already
 //! in the state (same request id) is answered as done without a new entry.
-//! And it keeps a refused retry refused. A replica that hung with a client's
-//! request handles it when it wakes, long after the client re-sent it
-//! elsewhere; if the re-send was refused there (the recipient deleted
-//! meanwhile), the hung replica -- not having heard -- would store the
-//! message the client was told was not sent. So a re-send that says it is
-//! one and is refused is logged after all, as the sender's delete of the
-//! message id ([`Checked::Refuse`]): the late copy then arrives deleted, by
-//! `apply`'s rule for a delete that arrives before its message.
 
 use chat_shared::validate::normalize_username;
 
@@ -38,9 +30,6 @@ pub enum Command {
         sender: AccountId,
         recipient: AccountId,
         body: String,
-        /// An earlier attempt failed without an answer and may still be
-        /// stored later: a refusal must be made final (`Checked::Refuse`).
-        retry: bool,
     },
     MarkRead {
         account: AccountId,
@@ -67,11 +56,6 @@ pub enum Checked {
     /// The state already reflects the command (a retry, or nothing to
     /// change): answer without logging anything.
     AlreadyDone,
-    /// Refuse with `error`, but log and apply `fence` first: the refused
-    /// command is a retry whose earlier attempt may yet be stored by a
-    /// replica that hung with it, and `fence` makes sure it never takes
-    /// effect, so that the refusal stays true.
-    Refuse { fence: Op, error: CommandError },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,15 +128,15 @@ pub fn check(
             sender,
             recipient,
             body,
-            retry,
         } => {
             if sender == recipient {
                 return Err(CommandError::MessageToSelf);
             }
             // An earlier attempt that was stored is the answer, whatever
-            // became of the recipient since.
+            // became of the recipient since: refusing it would tell the
+            // client "not sent" about a message that is there.
             let message = MessageId::derive(*sender, *recipient, request_id);
-            let marks = match query::message(kv, message)? {
+            match query::message(kv, message)? {
                 Some(MessageSlot::Live(_)) => {
                     return match query::live_message(kv, message)? {
                         Some(rec) if rec.body == *body => Ok(Checked::AlreadyDone),
@@ -160,34 +144,16 @@ pub fn check(
                     };
                 }
                 Some(MessageSlot::Deleted { .. }) => return Ok(Checked::AlreadyDone),
-                Some(MessageSlot::Pending(marks)) => marks,
-                None => Vec::new(),
-            };
-            let refusal = match query::account_status(kv, *recipient)? {
-                query::AccountStatus::Active(_) => None,
+                Some(MessageSlot::Pending(_)) | None => {}
+            }
+            match query::account_status(kv, *recipient)? {
+                query::AccountStatus::Active(_) => {}
                 query::AccountStatus::Deleted(rec) => {
-                    Some(CommandError::AccountDeleted(rec.username))
+                    return Err(CommandError::AccountDeleted(rec.username));
                 }
                 query::AccountStatus::Unknown | query::AccountStatus::LostName(_) => {
-                    Some(CommandError::UnknownAccount(*recipient))
+                    return Err(CommandError::UnknownAccount(*recipient));
                 }
-            };
-            if let Some(error) = refusal {
-                // The sender's own delete of the message id, parked until
-                // the message arrives, makes it arrive deleted (`apply`);
-                // once parked here, it need not be logged again.
-                let fenced = marks.iter().any(|m| m.account == *sender && m.delete);
-                return if *retry && !fenced {
-                    Ok(Checked::Refuse {
-                        fence: Op::DeleteMessages {
-                            account: *sender,
-                            messages: vec![message],
-                        },
-                        error,
-                    })
-                } else {
-                    Err(error)
-                };
             }
             caller_active(kv, *sender)?;
             Ok(Checked::Apply(Op::SendMessage {

@@ -107,7 +107,6 @@ fn lifecycle_through_checks() {
         sender: ann,
         recipient: bob,
         body: body.into(),
-        retry: false,
     };
     assert!(matches!(
         run(&mut kv, send("hi"), 10),
@@ -194,6 +193,9 @@ fn lifecycle_through_checks() {
         run(&mut kv, send("still there?"), 41),
         Err(CommandError::AccountDeleted("bob".into()))
     );
+    // A retry of a send stored before the deletion is still answered as
+    // done: the message is there.
+    assert_eq!(run(&mut kv, send("hi"), 10), Ok(Checked::AlreadyDone));
     // The name stays retired.
     assert_eq!(
         run(&mut kv, create("bob"), 42),
@@ -212,7 +214,6 @@ fn lifecycle_through_checks() {
         sender: bob,
         recipient: ann,
         body: "from beyond".into(),
-        retry: false,
     };
     assert_eq!(run(&mut kv, from_bob, 43), Err(CommandError::CallerGone));
     assert_eq!(
@@ -220,116 +221,6 @@ fn lifecycle_through_checks() {
         Err(CommandError::CallerGone)
     );
     assert_eq!(query::history(&kv, ann, bob, None, 10).unwrap().0.len(), 1);
-}
-
-/// A send re-sent after an attempt that got no answer (`retry`), refused
-/// because the recipient is gone: the refusal logs the sender's delete of
-/// the message id, so a late copy of the earlier attempt -- held by a
-/// replica that hung with it, stamped after the deletion -- is stored
-/// deleted, in either order of arrival. The client was told "not sent";
-/// nothing turns that into "sent".
-#[test]
-fn a_refused_retry_fences_off_its_earlier_attempt() {
-    let (ann, bob) = (account(0, 1), account(1, 2));
-    let mut kv = apply_all(&[
-        entry(1, 1, 10, create(0, 1)),
-        entry(1, 2, 20, create(1, 2)),
-        entry(1, 3, 30, Op::DeleteAccount { account: bob }),
-    ]);
-    let resend = |retry: bool| Command::SendMessage {
-        sender: ann,
-        recipient: bob,
-        body: "still there?".into(),
-        retry,
-    };
-    let gone = CommandError::AccountDeleted("BOB".into());
-    let m = message(ann, bob, 50);
-    // A first attempt is simply refused: no earlier one can exist.
-    assert_eq!(check(&resend(false), &[50; 16], &kv), Err(gone.clone()));
-    let fence = match check(&resend(true), &[50; 16], &kv) {
-        Ok(Checked::Refuse { fence, error }) => {
-            assert_eq!(error, gone);
-            assert_eq!(fence, delete(ann, m));
-            fence
-        }
-        other => panic!("a refused retry must fence: {other:?}"),
-    };
-    let fence = entry(1, 4, 40, fence);
-    apply(&fence, &mut kv).unwrap();
-    // Fenced once, a further retry is refused without another entry.
-    assert_eq!(check(&resend(true), &[50; 16], &kv), Err(gone.clone()));
-
-    // The hung replica's copy of the first attempt, stamped later.
-    let late = entry(2, 1, 45, send(ann, bob, 50, "still there?"));
-    let before = kv.clone();
-    let fx = apply(&late, &mut kv).unwrap();
-    assert!(matches!(
-        query::message(&kv, m).unwrap(),
-        Some(MessageSlot::Deleted { .. })
-    ));
-    assert!(fx.erasures.contains(&Erasure::Deleted(late.stamp())));
-    assert!(
-        query::history(&kv, ann, bob, None, 10)
-            .unwrap()
-            .0
-            .is_empty()
-    );
-    assert!(query::conversations(&kv, ann).unwrap().is_empty());
-    // The other order ends the same.
-    let mut other = apply_all(&[
-        entry(1, 1, 10, create(0, 1)),
-        entry(1, 2, 20, create(1, 2)),
-        entry(1, 3, 30, Op::DeleteAccount { account: bob }),
-        late.clone(),
-    ]);
-    assert_eq!(
-        query::history(&other, ann, bob, None, 10).unwrap().0.len(),
-        1
-    );
-    apply(&fence, &mut other).unwrap();
-    assert_eq!(other, kv);
-    assert_ne!(before, kv);
-
-    // A retry whose earlier attempt *was* stored is answered as done,
-    // whatever became of the recipient since.
-    let mut kv = apply_all(&[
-        entry(1, 1, 10, create(0, 1)),
-        entry(1, 2, 20, create(1, 2)),
-        entry(1, 3, 30, send(ann, bob, 60, "still there?")),
-        entry(1, 4, 40, Op::DeleteAccount { account: bob }),
-    ]);
-    assert_eq!(
-        check(&resend(true), &[60; 16], &kv),
-        Ok(Checked::AlreadyDone)
-    );
-    assert_eq!(
-        check(&resend(false), &[60; 16], &kv),
-        Ok(Checked::AlreadyDone)
-    );
-    // An unknown recipient fences as well.
-    let nobody = AccountId([7; 16]);
-    let to_nobody = Command::SendMessage {
-        sender: ann,
-        recipient: nobody,
-        body: "hello?".into(),
-        retry: true,
-    };
-    assert!(matches!(
-        check(&to_nobody, &[61; 16], &kv),
-        Ok(Checked::Refuse {
-            error: CommandError::UnknownAccount(_),
-            ..
-        })
-    ));
-    apply(
-        &entry(1, 5, 50, delete(ann, message(ann, nobody, 61))),
-        &mut kv,
-    )
-    .unwrap();
-    assert_eq!(
-        check(&to_nobody, &[61; 16], &kv),
-        Err(CommandError::UnknownAccount(nobody))
-    );
 }
 
 #[test]

@@ -265,25 +265,7 @@ impl<C: Connector, T: Timer> Client<C, T> {
         self.send(msg, auth, rpc).await
     }
 
-    async fn send<M, R, F, Fut>(&self, msg: M, auth: Auth, rpc: F) -> Result<R, CallError>
-    where
-        M: Clone,
-        F: FnMut(ChatClient<C::Transport>, Request<M>) -> Fut,
-        Fut: Future<Output = Result<Response<R>, Status>>,
-    {
-        self.send_marking_retries(msg, auth, rpc, |_| {}).await
-    }
-
-    /// [`Client::send`], applying `mark_retry` to the message once an
-    /// attempt has failed without an answer, for requests that say so to
-    /// the replica (`SendMessageRequest.retry`).
-    async fn send_marking_retries<M, R, F, Fut>(
-        &self,
-        mut msg: M,
-        auth: Auth,
-        mut rpc: F,
-        mark_retry: fn(&mut M),
-    ) -> Result<R, CallError>
+    async fn send<M, R, F, Fut>(&self, msg: M, auth: Auth, mut rpc: F) -> Result<R, CallError>
     where
         M: Clone,
         F: FnMut(ChatClient<C::Transport>, Request<M>) -> Fut,
@@ -306,7 +288,6 @@ impl<C: Connector, T: Timer> Client<C, T> {
                     return Err(CallError::Rejected(status));
                 }
                 Some(Err(_)) | None => {
-                    mark_retry(&mut msg);
                     self.after_unserved().await?;
                     self.fail_over(generation).await?;
                 }
@@ -573,9 +554,7 @@ impl<C: Connector, T: Timer> Client<C, T> {
     }
 
     /// Sends a message. The request id is drawn once here and reused by
-    /// every retry, so the message exists once however often it is sent;
-    /// a retry after an attempt that got no answer says so, so that a
-    /// refusal of it is final (`docs/protocol.md`).
+    /// every retry, so the message exists once however often it is sent.
     pub async fn send_message(
         &self,
         recipient_id: &str,
@@ -586,15 +565,11 @@ impl<C: Connector, T: Timer> Client<C, T> {
             request_id: new_request_id(),
             recipient_id: recipient_id.to_string(),
             body: body.to_string(),
-            retry: false,
         };
         let response = self
-            .send_marking_retries(
-                msg,
-                Auth::Session,
-                |mut c, r| async move { c.send_message(r).await },
-                |msg| msg.retry = true,
-            )
+            .send(msg, Auth::Session, |mut c, r| async move {
+                c.send_message(r).await
+            })
             .await?;
         Ok(response.message.unwrap_or_default())
     }

@@ -50,9 +50,8 @@ struct Replica {
     servers: Mutex<Vec<proto::Server>>,
     /// Every request that reached the transport: (when, gRPC path).
     attempts: Mutex<Vec<(Instant, String)>>,
-    /// Request ids of the `SendMessage` calls the service handled, with
-    /// their `retry` flags.
-    sends: Mutex<Vec<(Vec<u8>, bool)>>,
+    /// Request ids of the `SendMessage` calls the service handled.
+    sends: Mutex<Vec<Vec<u8>>>,
     /// Calls the service handled, by method name.
     handled: Mutex<Vec<&'static str>>,
     /// Calls other than `ListServers` still to refuse with `UNAVAILABLE`
@@ -75,16 +74,7 @@ impl Replica {
     }
 
     fn sends(&self) -> Vec<Vec<u8>> {
-        self.sends
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.0.clone())
-            .collect()
-    }
-
-    fn retry_flags(&self) -> Vec<bool> {
-        self.sends.lock().unwrap().iter().map(|s| s.1).collect()
+        self.sends.lock().unwrap().clone()
     }
 
     fn handled(&self, method: &str) -> usize {
@@ -201,11 +191,7 @@ impl Chat for FakeChat {
         if r.recipient_id == "nobody" {
             return Err(Status::not_found("no account nobody"));
         }
-        self.0
-            .sends
-            .lock()
-            .unwrap()
-            .push((r.request_id.clone(), r.retry));
+        self.0.sends.lock().unwrap().push(r.request_id.clone());
         Ok(Response::new(proto::SendMessageResponse {
             message: Some(proto::Message {
                 // Derived from the request id, like the real thing.
@@ -472,9 +458,6 @@ async fn a_broken_connection_resends_the_same_request_id_to_the_next_replica() {
     assert_eq!(r[1].sends(), first);
     assert_eq!(message.id, hex::encode(&first[0]));
     assert!(r[2].sends().is_empty());
-    // The re-send says that an attempt got no answer; the first did not.
-    assert_eq!(r[0].retry_flags(), [false]);
-    assert_eq!(r[1].retry_flags(), [true]);
     assert_eq!(server_id(&client), 2);
     assert!(matches!(client.connection().get(), Connection::Connected(s) if s.id == 2));
 }
@@ -523,7 +506,7 @@ async fn a_missed_deadline_moves_on_after_the_call_timeout() {
     let timeout = client.config().call_timeout;
     assert!(took >= timeout, "{took:?}");
     assert!(took < timeout + Duration::from_millis(100), "{took:?}");
-    assert_eq!(r[1].retry_flags(), [true]);
+    assert_eq!(r[1].sends().len(), 1);
     assert_eq!(server_id(&client), 2);
 }
 
@@ -533,11 +516,7 @@ async fn unavailable_moves_on() {
     r[0].set_mode(Mode::Unavailable);
     client.send_message("bob", "hello").await.unwrap();
     assert_eq!(r[1].sends().len(), 1);
-    assert_eq!(r[1].retry_flags(), [true]);
     assert_eq!(server_id(&client), 2);
-    // The next send starts afresh.
-    client.send_message("bob", "again").await.unwrap();
-    assert_eq!(r[1].retry_flags(), [true, false]);
 }
 
 #[tokio::test(start_paused = true)]

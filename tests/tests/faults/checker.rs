@@ -8,10 +8,7 @@
 //!    password in force, the same on every replica, and not with one an
 //!    acknowledged change replaced, whose sessions stay ended;
 //! 3. a send that failed or whose outcome is unknown is present on all
-//!    replicas or on none (and at most once); one *refused* for its
-//!    recipient (deleted: `FAILED_PRECONDITION`, or unknown: `NOT_FOUND`)
-//!    on none -- even when an earlier attempt of it reached a replica that
-//!    hung or died with it (a re-send's refusal is final);
+//!    replicas or on none (and at most once);
 //! 4. all replicas hold the same state (equal digests, equal views);
 //!    history pages have no gaps or repeats;
 //! 5. acknowledged read marks hold (read, or deleted); every account's unread
@@ -151,13 +148,6 @@ pub async fn read_view(url: &str, accounts: &[Account], anomalies: &mut Anomalie
         }
     }
     view
-}
-
-/// A definite refusal because of the recipient: after it, the message must
-/// never appear.
-fn refused_for_recipient(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Failed(why)
-        if why.starts_with("FailedPrecondition") || why.starts_with("NotFound"))
 }
 
 /// How far a message's time may be from the real time of its send: the
@@ -424,12 +414,6 @@ pub async fn check(
                 anomalies.add(format!(
                     "replica {r}: send op {} ({body}) stored {found} times",
                     rec.id
-                ));
-            }
-            if refused_for_recipient(&rec.outcome) && found > 0 {
-                anomalies.add(format!(
-                    "replica {r}: send op {} ({body}) was refused ({:?}) but is stored",
-                    rec.id, rec.outcome
                 ));
             }
             if rec.outcome == Outcome::Ok {
@@ -834,40 +818,6 @@ mod tests {
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
-    }
-
-    #[tokio::test]
-    async fn finds_a_send_refused_for_its_recipient_that_is_stored_anyway() {
-        let gone = "FailedPrecondition: account 'spare0x0' has been deleted";
-        let history = [
-            send(0, "refused, stored", None, Outcome::Failed(gone.into())),
-            send(1, "refused, absent", None, Outcome::Failed(gone.into())),
-            send(
-                2,
-                "unknown recipient",
-                None,
-                Outcome::Failed("NotFound: no account with id 07".into()),
-            ),
-            // Other failures may or may not have taken effect.
-            send(
-                3,
-                "gave up",
-                None,
-                Outcome::Failed("Unavailable: all replicas down".into()),
-            ),
-        ];
-        let v = view(
-            &[
-                ("m1", "refused, stored", false),
-                ("m2", "unknown recipient", false),
-                ("m3", "gave up", false),
-            ],
-            3,
-        );
-        let found = anomalies(&[v], &history).await;
-        assert_eq!(found.len(), 2, "{found:#?}");
-        assert!(found[0].contains("send op 0 (refused, stored) was refused"));
-        assert!(found[1].contains("send op 2 (unknown recipient) was refused"));
     }
 
     /// A replica's data directory holding `entries` in its log.
