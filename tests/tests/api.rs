@@ -329,7 +329,7 @@ async fn retried_requests_apply_once() {
         .get_history(authed(
             &first.token,
             proto::GetHistoryRequest {
-                peer_id: dave_id,
+                peer_id: dave_id.clone(),
                 ..Default::default()
             },
         ))
@@ -337,6 +337,32 @@ async fn retried_requests_apply_once() {
         .unwrap()
         .into_inner();
     assert_eq!(h.messages.len(), 1);
+
+    // Dave deletes his account: a retry of the send that went through is
+    // still answered with the message (it is there), a new one refused.
+    c.delete_account(authed(
+        &dave.token,
+        proto::DeleteAccountRequest {
+            request_id: rid(),
+            password: "dave-password".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    let late = c
+        .send_message(authed(&first.token, send.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    assert_eq!(late.id, a.message.as_ref().unwrap().id);
+    assert!(late.recipient.unwrap().deleted);
+    expect_code(
+        c.send_message(authed(&first.token, send_req(&dave_id, "too late")))
+            .await,
+        Code::FailedPrecondition,
+    );
 }
 
 #[tokio::test]
