@@ -115,9 +115,9 @@ pub async fn client(
         match dice {
             0..500 => {
                 // Mostly to another main account; one send in eight to one
-                // of this client's spares, deleted or not: the refusals a
-                // deleted recipient brings (FAILED_PRECONDITION), which must
-                // stay true through failovers and hung replicas.
+                // of this client's spares, deleted or not, so that sends
+                // meet recipients deleted under them (FAILED_PRECONDITION)
+                // through failovers and faults.
                 let spare = spares
                     .iter()
                     .enumerate()
@@ -341,7 +341,7 @@ pub async fn client(
                     );
                 } else {
                     let i = spares.len();
-                    let account = Account {
+                    let mut account = Account {
                         username: format!("spare{c}x{i}"),
                         password: format!("spare-password-{c}-{i}"),
                         id: None,
@@ -355,7 +355,7 @@ pub async fn client(
                     )
                     .await;
                     let ok = matches!(r, Ok(Ok(_)));
-                    let mut account = account;
+                    // Known once the creation is acknowledged: sends go to it.
                     if let Ok(Ok(auth)) = &r {
                         account.id = auth.account.as_ref().map(|a| a.id.clone());
                     }
