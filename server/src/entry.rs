@@ -9,11 +9,12 @@ use prost::Message;
 /// Version of the entry format: 1 added the erased forms (`ErasedSend`,
 /// `ErasedCreateAccount`, `Superseded`); 2 made an entry's origin a replica's
 /// incarnation, not always its id (`origin`); 3 added `ChangePassword` and
-/// `ErasedChangePassword`. Replicas exchange it when they introduce
-/// themselves and refuse a peer that writes another one, since that peer
-/// could not read, or would be sent, entries it does not know. (A replica
-/// reads the logs of every earlier format: each only added operations.)
-pub const LOG_FORMAT: u32 = 3;
+/// `ErasedChangePassword`; 4 gave `ChangePassword` a `version`. Replicas
+/// exchange it when they introduce themselves and refuse a peer that writes
+/// another one, since that peer could not read, or would be sent, entries
+/// it does not know. (A replica reads the logs of every earlier format: each
+/// only added operations or fields.)
+pub const LOG_FORMAT: u32 = 4;
 
 use crate::ids::{AccountId, MessageId, RequestId};
 use crate::proto::replication as pb;
@@ -58,6 +59,10 @@ pub enum Op {
     ChangePassword {
         account: AccountId,
         password_hash: String,
+        /// One more than the version of the password in force where the
+        /// change was accepted (0 in entries of log format 3): see
+        /// `state::apply`, "passwords".
+        version: u64,
     },
     /// A `SendMessage` rewritten once its message was deleted: no body.
     ErasedSend {
@@ -219,9 +224,11 @@ impl Entry {
             Op::ChangePassword {
                 account,
                 password_hash,
+                version,
             } => P::ChangePassword(pb::ChangePassword {
                 account_id: account.0.to_vec(),
                 password_hash: password_hash.clone(),
+                version: *version,
             }),
             Op::ErasedChangePassword { account } => {
                 P::ErasedChangePassword(pb::ErasedChangePassword {
@@ -285,6 +292,7 @@ impl Entry {
             P::ChangePassword(c) => Op::ChangePassword {
                 account: account(&c.account_id)?,
                 password_hash: c.password_hash,
+                version: c.version,
             },
             P::ErasedChangePassword(c) => Op::ErasedChangePassword {
                 account: account(&c.account_id)?,
@@ -568,6 +576,7 @@ mod tests {
             Op::ChangePassword {
                 account: AccountId([1; 16]),
                 password_hash: "$argon2id$new".into(),
+                version: 2,
             },
             Op::ErasedChangePassword {
                 account: AccountId([1; 16]),
@@ -672,6 +681,7 @@ mod tests {
         let change = entry(Op::ChangePassword {
             account: ann,
             password_hash: "$argon2id$secret".into(),
+            version: 1,
         });
         let create = entry(Op::CreateAccount {
             account: ann,

@@ -993,6 +993,103 @@ async fn a_changed_password_ends_old_sessions_everywhere_and_leaves_one_hash_log
     }
 }
 
+/// A replica hangs holding Ann's password change; her client re-sends it
+/// to another replica, where it goes through, and she then changes her
+/// password once more there. When the hung replica wakes it handles the
+/// copy it held -- as a replica paused by its VM would -- stamping it
+/// after her latest change. Her latest password must stay in force
+/// everywhere: the late copy replaced the same password as the re-sent
+/// one (a lower version than the latest change's), or, if the replica has
+/// heard of the changes by the time its writer gets to it, is refused for
+/// replacing a password no longer in force. (Ranked by stamp alone, as
+/// before versions, the late copy put the second password back.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_handled_late_by_a_hung_replica_does_not_undo_a_later_one() {
+    use nix::sys::signal::Signal;
+    let mut cluster =
+        TestCluster::start_with("repl-late-password", 3, &["--relay-timeout-ms", "1000"]).await;
+    let mut c1 = cluster.r(1).client().await;
+    let mut c2 = cluster.r(2).client().await;
+    let ann = register(&mut c1, "ann", "first-password").await;
+    let bob = register(&mut c2, "bob", "bob-password").await;
+    cluster.converge(CONVERGE).await;
+    let change = |token: &str, current: &str, new: &str, request_id: Vec<u8>| {
+        authed(
+            token,
+            proto::ChangePasswordRequest {
+                request_id,
+                current_password: current.into(),
+                new_password: new.into(),
+            },
+        )
+    };
+
+    // Replica 1 hangs; a write through replica 2 waits out the relay
+    // deadline and writes it off, so nothing more is relayed to it.
+    cluster.r(1).signal(Signal::SIGSTOP);
+    c2.send_message(authed(&bob.token, send_req(&id(&ann), "still there?")))
+        .await
+        .unwrap();
+    // Ann's change reaches replica 1 and waits in its socket. Her client
+    // gives up on the attempt (the call itself is left open, so that the
+    // replica does not see it cancelled when it wakes).
+    let request_id = rid();
+    let attempt = tokio::spawn({
+        let mut c1 = c1.clone();
+        let request = change(
+            &ann.token,
+            "first-password",
+            "second-password",
+            request_id.clone(),
+        );
+        async move { tokio::time::timeout(Duration::from_secs(60), c1.change_password(request)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!attempt.is_finished(), "a stopped replica answered");
+    // The re-send goes through on replica 2; then a second change there.
+    let second = c2
+        .change_password(change(
+            &ann.token,
+            "first-password",
+            "second-password",
+            request_id,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    c2.change_password(change(
+        &second.token,
+        "second-password",
+        "third-password",
+        rid(),
+    ))
+    .await
+    .unwrap();
+
+    // Replica 1 wakes and handles the change it held.
+    cluster.r(1).signal(Signal::SIGCONT);
+    let late = attempt.await.unwrap();
+    eprintln!(
+        "the late attempt's answer: {:?}",
+        late.map(|r| r.map(|_| "a new session"))
+    );
+    cluster.converge(CONVERGE).await;
+    for n in 1..=3 {
+        let mut c = cluster.r(n).client().await;
+        let login = |password: &str| proto::LoginRequest {
+            username: "ann".into(),
+            password: password.into(),
+        };
+        c.login(login("third-password"))
+            .await
+            .unwrap_or_else(|s| panic!("replica {n}: the latest password is replaced: {s:?}"));
+        expect_code(
+            c.login(login("second-password")).await,
+            Code::Unauthenticated,
+        );
+    }
+}
+
 /// "Sign out other devices" (a password change to the same password, made
 /// through the client core as the web app makes it): every other session
 /// of the account ends on every replica, the device that asked carries on

@@ -10,7 +10,9 @@
 //! A retry after a failover may arrive with the old token once the change
 //! went through: it is answered with a new session if it carries the new
 //! password, which is then the one in force -- the same answer the first
-//! try would have had.
+//! try would have had. The same holds when the change went through while
+//! this try waited for the writer: a change only ever replaces the password
+//! its session was checked against (`state::check`).
 
 use chat_shared::limits::PASSWORD_MAX_BYTES;
 use chat_shared::proto::{AuthResponse, ChangePasswordRequest};
@@ -19,7 +21,8 @@ use tonic::Request;
 
 use super::{ApiError, Context, Session, account_proto, request_id};
 use crate::auth::SessionError;
-use crate::state::{Command, query};
+use crate::state::{Command, CommandError, query};
+use crate::writer::WriteError;
 
 pub async fn handle(
     ctx: &Context,
@@ -33,44 +36,74 @@ pub async fn handle(
     if req.current_password.len() > PASSWORD_MAX_BYTES {
         return Err(ValidationError::PasswordTooLong.into());
     }
-    let name = session.record.username.clone();
-    let in_force = Some(session.record.password_hash.clone());
     if !current {
-        // Throttled like every password check: an old token must not
-        // become a way to guess the new password.
-        return if ctx
-            .check_password(&name, address, req.new_password, in_force)
-            .await?
-        {
-            answer(ctx, session)
-        } else {
-            Err(SessionError::PasswordChanged.into())
-        };
+        return already_changed(ctx, session, address, req.new_password).await;
     }
+    let name = session.record.username.clone();
+    let in_force = session.record.password_hash.clone();
     if !ctx
-        .check_password(&name, address, req.current_password, in_force)
+        .check_password(&name, address, req.current_password, Some(in_force.clone()))
         .await?
     {
         return Err(ApiError::WrongPassword(
             "the current password is incorrect; the password was not changed".into(),
         ));
     }
-    let password_hash = ctx.passwords.hash(req.new_password).await?;
-    ctx.writer
+    let password_hash = ctx.passwords.hash(req.new_password.clone()).await?;
+    let submitted = ctx
+        .writer
         .submit(
             rid,
             Command::ChangePassword {
                 account: session.account,
                 password_hash: password_hash.clone(),
+                replaces: in_force,
             },
         )
-        .await?;
+        .await;
+    match submitted {
+        Ok(_) => {}
+        Err(WriteError::Command(CommandError::PasswordChanged)) => {
+            // Changed since the session was checked: by this request's
+            // earlier try, perhaps, which another replica relayed meanwhile.
+            let record = match query::account(&ctx.store.reader(), session.account)? {
+                Some(record) if !record.deleted => record,
+                _ => return Err(CommandError::CallerGone.into()),
+            };
+            let session = Session { record, ..session };
+            return already_changed(ctx, session, address, req.new_password).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
     // A session under the hash this call stored -- not under whatever is in
     // force by now: if a later change made through another replica at the
     // same moment won, this session ends like every other.
     let mut session = session;
     session.record.password_hash = password_hash;
     answer(ctx, session)
+}
+
+/// The answer when the password in force (in `session.record`) is no
+/// longer the one the caller's token was issued under: a new session if it
+/// is the new password asked for -- a retry of a change that went through --
+/// else the session has ended.
+async fn already_changed(
+    ctx: &Context,
+    session: Session,
+    address: Option<std::net::IpAddr>,
+    new_password: String,
+) -> Result<AuthResponse, ApiError> {
+    // Throttled like every password check: an old token must not become a
+    // way to guess the new password.
+    let in_force = Some(session.record.password_hash.clone());
+    if ctx
+        .check_password(&session.record.username, address, new_password, in_force)
+        .await?
+    {
+        answer(ctx, session)
+    } else {
+        Err(SessionError::PasswordChanged.into())
+    }
 }
 
 /// A new session under `session.record.password_hash`.

@@ -104,7 +104,7 @@ fn command(c: CommandError, msg: String) -> Status {
             Status::invalid_argument(msg)
         }
         CommandError::NotRecipient(_) => Status::permission_denied(msg),
-        CommandError::CallerGone => Status::unauthenticated(msg),
+        CommandError::CallerGone | CommandError::PasswordChanged => Status::unauthenticated(msg),
         CommandError::Storage(_) => {
             tracing::error!(error = %msg, "request failed on storage");
             Status::unavailable(msg)

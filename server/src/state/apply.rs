@@ -29,6 +29,16 @@
 //! * **Monotone flags.** `read` and `deleted` only ever turn on; counters and
 //!   "newest message" are maintained so that they always equal what a fresh
 //!   computation over the stored messages would give.
+//! * **Passwords: highest `(version, stamp)` wins.** A change carries one
+//!   more than the version of the password it replaced, as the accepting
+//!   replica saw it. Ranking by stamp alone would let a change handled late
+//!   -- by a replica that hung holding it while the client re-sent it
+//!   elsewhere, then changed the password again -- put the replaced password
+//!   back, since handling late means stamping late. Its version is that of
+//!   the first try's (both replaced the same password), below the later
+//!   change's, so it loses in any order. Concurrent changes of one password
+//!   share a version, and the later stamp wins. Changes logged before
+//!   versions (log format 3) have version 0 and compare by stamp, as then.
 //!
 //! The property test in `tests.rs` checks exactly this claim: random entry
 //! sets from three origins, applied in random per-origin-FIFO interleavings,
@@ -48,8 +58,8 @@
 //!   and its password changes `ErasedChangePassword`.
 //! * When a password is changed, the hash it replaces goes: the creation
 //!   keeps its place without it (an empty `password_hash`), a replaced
-//!   change becomes `Superseded`. Of concurrent changes the highest stamp
-//!   wins, so the log keeps exactly the hash in force.
+//!   change becomes `Superseded`. Of competing changes the highest
+//!   `(version, stamp)` wins, so the log keeps exactly the hash in force.
 //! * When a retried request left two entries (two sends of one message id,
 //!   two creations of one account), the one with the higher stamp becomes
 //!   `Superseded`, so only one copy of the content is ever left to erase.
@@ -59,7 +69,7 @@
 //! replica that has not seen the deletion yet, it has the deletion's effect
 //! at once (the deleting entry still arrives later, and then changes
 //! nothing). A superseded entry applies as nothing: the entry that
-//! supersedes it (the lower stamp of a retried request, the higher stamp of
+//! supersedes it (the lower stamp of a retried request, the higher rank of
 //! a later password change) wins in any order anyway, and it reaches every
 //! replica that received the superseded one; so does the change that took
 //! the hash out of a creation. So a replica that syncs some origins from
@@ -71,9 +81,10 @@ use chat_shared::validate::normalize_username;
 
 use super::keys;
 use super::kv::{KvWrite, StorageError};
+use super::query;
 use super::records::{
-    AccountRecord, Conversation, MessageMeta, MessageRecord, MessageSlot, PendingMark, decode,
-    encode,
+    AccountRecord, Conversation, MessageMeta, MessageRecord, MessageSlot, PasswordInForce,
+    PendingMark, decode, encode,
 };
 use crate::entry::{Entry, Erasure, Op, Stamp};
 use crate::ids::{AccountId, MessageId};
@@ -165,7 +176,14 @@ pub fn apply(entry: &Entry, kv: &mut impl KvWrite) -> Result<Effects, StorageErr
         Op::ChangePassword {
             account,
             password_hash,
-        } => change_password(kv, stamp, *account, password_hash, &mut fx)?,
+            version,
+        } => {
+            let change = PasswordInForce {
+                version: *version,
+                stamp,
+            };
+            change_password(kv, change, *account, password_hash, &mut fx)?
+        }
         Op::Superseded => {}
     }
     Ok(fx)
@@ -186,8 +204,8 @@ fn delete_account(
     // So does a password change (`change_password`); one already applied
     // is erased now.
     let change_key = keys::password_change(account);
-    if let Some(changed) = get::<Stamp>(kv, &change_key)? {
-        fx.erasures.push(Erasure::Deleted(changed));
+    if let Some(changed) = query::password_in_force(kv, account)? {
+        fx.erasures.push(Erasure::Deleted(changed.stamp));
         kv.delete(change_key);
     }
     let news = !rec.deleted;
@@ -212,13 +230,14 @@ fn blank_account() -> AccountRecord {
     }
 }
 
-/// The change with the highest stamp is in force, whatever the order the
-/// changes arrive in; every other hash of the account (its creation's, the
-/// losing changes') is erased from the log. A change may arrive before the
-/// creation it changes (`create_account` then keeps the change's hash).
+/// The change with the highest `(version, stamp)` is in force, whatever the
+/// order the changes arrive in; every other hash of the account (its
+/// creation's, the losing changes') is erased from the log. A change may
+/// arrive before the creation it changes (`create_account` then keeps the
+/// change's hash).
 fn change_password(
     kv: &mut impl KvWrite,
-    stamp: Stamp,
+    change: PasswordInForce,
     account: AccountId,
     password_hash: &str,
     fx: &mut Effects,
@@ -227,16 +246,15 @@ fn change_password(
     let mut rec = get::<AccountRecord>(kv, &key)?.unwrap_or_else(blank_account);
     if rec.deleted {
         // Arrived after the account's deletion: born erased.
-        fx.erasures.push(Erasure::Deleted(stamp));
+        fx.erasures.push(Erasure::Deleted(change.stamp));
         return Ok(());
     }
-    let change_key = keys::password_change(account);
-    match get::<Stamp>(kv, &change_key)? {
-        Some(in_force) if stamp < in_force => {
-            fx.erasures.push(Erasure::Replaced(stamp));
+    match query::password_in_force(kv, account)? {
+        Some(in_force) if change.rank() < in_force.rank() => {
+            fx.erasures.push(Erasure::Replaced(change.stamp));
             return Ok(());
         }
-        Some(in_force) => fx.erasures.push(Erasure::Replaced(in_force)),
+        Some(in_force) => fx.erasures.push(Erasure::Replaced(in_force.stamp)),
         None => {
             if let Some(created) = rec.created {
                 fx.erasures.push(Erasure::Replaced(created));
@@ -245,7 +263,7 @@ fn change_password(
     }
     password_hash.clone_into(&mut rec.password_hash);
     kv.put(key, encode(&rec));
-    kv.put(change_key, encode(&stamp));
+    kv.put(keys::password_change(account), change.encode());
     fx.changes.push(Change::PasswordChanged { account });
     Ok(())
 }

@@ -45,6 +45,9 @@ pub enum Command {
     ChangePassword {
         account: AccountId,
         password_hash: String,
+        /// The hash the caller's session was checked against: the change
+        /// replaces that password or none (`CommandError::PasswordChanged`).
+        replaces: String,
     },
 }
 
@@ -79,6 +82,13 @@ pub enum CommandError {
     /// checked): the session has ended.
     #[error("this session has ended: its account has been deleted")]
     CallerGone,
+    /// The password the caller's session was checked against is no longer
+    /// in force by the time its change reaches the writer: another change
+    /// (perhaps this request's own earlier try, relayed) came in between.
+    #[error(
+        "this session has ended because the account's password was changed or another device signed it out"
+    )]
+    PasswordChanged,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -232,10 +242,20 @@ pub fn check(
         Command::ChangePassword {
             account,
             password_hash,
+            replaces,
         } => match query::account_status(kv, *account)? {
+            // A change replaces the password it was authorised under, or
+            // none: checked here, where no other change can come in
+            // between, and recorded as the version it ranks by.
+            query::AccountStatus::Active(rec) if rec.password_hash != *replaces => {
+                Err(CommandError::PasswordChanged)
+            }
             query::AccountStatus::Active(_) => Ok(Checked::Apply(Op::ChangePassword {
                 account: *account,
                 password_hash: password_hash.clone(),
+                version: query::password_in_force(kv, *account)?
+                    .map_or(0, |p| p.version)
+                    .saturating_add(1),
             })),
             query::AccountStatus::Deleted(rec) => Err(CommandError::AccountDeleted(rec.username)),
             query::AccountStatus::Unknown | query::AccountStatus::LostName(_) => {

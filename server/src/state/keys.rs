@@ -16,7 +16,7 @@
 //! | `u` | recipient id, hlc, message id         | sender id: unread   |
 //! | `v` | account id, peer id                   | `Conversation`      |
 //! | `k` | account id                            | unread count (u64)  |
-//! | `p` | account id                            | `Stamp` of the password change in force |
+//! | `p` | account id                            | `PasswordInForce`: the change in force |
 //!
 //! A message's record (body included) is the value of its history key, so
 //! a history page is one range scan; its slot under `m` keeps only what is
@@ -122,7 +122,8 @@ pub fn unread_count(account: AccountId) -> Vec<u8> {
 }
 
 /// Which `ChangePassword` entry the account's hash (in its `a` record) came
-/// from; absent while the creation's hash is in force.
+/// from, and its version (`records::PasswordInForce`); absent while the
+/// creation's hash is in force.
 pub fn password_change(account: AccountId) -> Vec<u8> {
     key(PASSWORD_CHANGE, &[&account.0])
 }

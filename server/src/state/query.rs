@@ -10,7 +10,9 @@ use chat_shared::wildcard;
 
 use super::keys;
 use super::kv::{KvRead, StorageError};
-use super::records::{AccountRecord, Conversation, MessageRecord, MessageSlot, decode};
+use super::records::{
+    AccountRecord, Conversation, MessageRecord, MessageSlot, PasswordInForce, decode,
+};
 use crate::ids::{AccountId, MessageId};
 
 /// Most username-index keys one `list_accounts` call examines. A pattern
@@ -44,6 +46,17 @@ pub enum AccountStatus {
     /// another replica, and the other registration won.
     LostName(AccountRecord),
     Unknown,
+}
+
+/// The password change whose hash is in force, if any (else the
+/// creation's is).
+pub fn password_in_force(
+    kv: &impl KvRead,
+    account: AccountId,
+) -> Result<Option<PasswordInForce>, StorageError> {
+    kv.get(&keys::password_change(account))?
+        .map(|v| PasswordInForce::decode(&v))
+        .transpose()
 }
 
 pub fn account_status(kv: &impl KvRead, id: AccountId) -> Result<AccountStatus, StorageError> {

@@ -90,6 +90,52 @@ pub struct Conversation {
     pub last: Option<(u64, crate::ids::MessageId)>,
 }
 
+/// Which `ChangePassword` entry an account's hash (in its `a` record) came
+/// from: the value of its `p` key. Changes compete by `(version, stamp)`
+/// (`state::apply`, "passwords").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordInForce {
+    pub version: u64,
+    pub stamp: Stamp,
+}
+
+impl PasswordInForce {
+    /// What a competing change is compared by: the higher wins.
+    pub fn rank(&self) -> (u64, Stamp) {
+        (self.version, self.stamp)
+    }
+
+    /// A bare `Stamp` when the version is 0 (changes logged before versions,
+    /// log format 3), the stamp followed by the version otherwise: so a
+    /// state written by an earlier build and one rebuilt from the same log
+    /// hold the same bytes, as the state digest needs.
+    pub fn encode(&self) -> Vec<u8> {
+        if self.version == 0 {
+            encode(&self.stamp)
+        } else {
+            encode(&(self.stamp, self.version))
+        }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
+        let corrupt = |e: postcard::Error| StorageError::Corrupt(e.to_string());
+        let (stamp, rest) = postcard::take_from_bytes::<Stamp>(bytes).map_err(corrupt)?;
+        let version = if rest.is_empty() {
+            0
+        } else {
+            match postcard::take_from_bytes::<u64>(rest).map_err(corrupt)? {
+                (v, []) if v > 0 => v,
+                _ => {
+                    return Err(StorageError::Corrupt(
+                        "a password record with a zero version or trailing bytes".into(),
+                    ));
+                }
+            }
+        };
+        Ok(Self { version, stamp })
+    }
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("postcard encodes our records into a Vec infallibly")
 }

@@ -38,10 +38,11 @@ fn create(name: usize, rid: u8) -> Op {
     }
 }
 
-fn change_password(name: usize, rid: u8, password: u8) -> Op {
+fn change_password(name: usize, rid: u8, password: u8, version: u64) -> Op {
     Op::ChangePassword {
         account: account(name, rid),
         password_hash: format!("new-{password}"),
+        version,
     }
 }
 
@@ -462,8 +463,9 @@ fn a_deleted_account_leaves_no_password_hash_in_the_log() {
 fn the_latest_password_change_wins_and_its_hash_is_the_only_one_logged() {
     let ann = account(0, 1);
     let created = entry(1, 1, 10, create(0, 1));
-    let first = entry(2, 1, 20, change_password(0, 1, 1));
-    let second = entry(3, 1, 30, change_password(0, 1, 2));
+    // Concurrent: both replaced the creation's password (version 1).
+    let first = entry(2, 1, 20, change_password(0, 1, 1, 1));
+    let second = entry(3, 1, 30, change_password(0, 1, 2, 1));
     let all = [&created, &first, &second];
     let mut states = Vec::new();
     for order in [
@@ -522,28 +524,130 @@ fn the_latest_password_change_wins_and_its_hash_is_the_only_one_logged() {
 #[test]
 fn a_password_change_is_checked_against_the_account() {
     let ann = account(0, 1);
-    let cmd = |account| Command::ChangePassword {
+    let cmd = |account, replaces: &str| Command::ChangePassword {
         account,
         password_hash: "new".into(),
+        replaces: replaces.into(),
     };
     let kv = MemoryKv::default();
     assert_eq!(
-        check(&cmd(ann), &[7; 16], &kv),
+        check(&cmd(ann, "hash-1"), &[7; 16], &kv),
         Err(CommandError::UnknownAccount(ann))
     );
     let kv = apply_all(&[entry(1, 1, 10, create(0, 1))]);
+    assert_eq!(
+        check(&cmd(ann, "hash-1"), &[7; 16], &kv),
+        Ok(Checked::Apply(Op::ChangePassword {
+            account: ann,
+            password_hash: "new".into(),
+            version: 1,
+        })),
+        "the creation's password is version 0"
+    );
+    // A change replaces the password its session was checked against, or
+    // none.
+    assert_eq!(
+        check(&cmd(ann, "new-5"), &[7; 16], &kv),
+        Err(CommandError::PasswordChanged)
+    );
+    let changed = apply_all(&[
+        entry(1, 1, 10, create(0, 1)),
+        entry(2, 1, 20, change_password(0, 1, 5, 3)),
+    ]);
+    assert_eq!(
+        check(&cmd(ann, "hash-1"), &[7; 16], &changed),
+        Err(CommandError::PasswordChanged)
+    );
     assert!(matches!(
-        check(&cmd(ann), &[7; 16], &kv),
-        Ok(Checked::Apply(Op::ChangePassword { .. }))
+        check(&cmd(ann, "new-5"), &[7; 16], &changed),
+        Ok(Checked::Apply(Op::ChangePassword { version: 4, .. }))
+    ));
+    // A change logged before versions (log format 3) is version 0.
+    let old = apply_all(&[
+        entry(1, 1, 10, create(0, 1)),
+        entry(2, 1, 20, change_password(0, 1, 5, 0)),
+    ]);
+    assert!(matches!(
+        check(&cmd(ann, "new-5"), &[7; 16], &old),
+        Ok(Checked::Apply(Op::ChangePassword { version: 1, .. }))
     ));
     let kv = apply_all(&[
         entry(1, 1, 10, create(0, 1)),
         entry(1, 2, 20, Op::DeleteAccount { account: ann }),
     ]);
     assert_eq!(
-        check(&cmd(ann), &[7; 16], &kv),
+        check(&cmd(ann, "hash-1"), &[7; 16], &kv),
         Err(CommandError::AccountDeleted("ANN".into()))
     );
+}
+
+/// A replica hung holding Ann's change to password 2 (origin 2); her client
+/// re-sent it to another replica (origin 3), where it went through, and
+/// then changed to password 3 there. The hung replica wakes and logs its
+/// copy last, with the highest stamp -- but it replaced the same password
+/// as the re-sent copy (version 1), so password 3 (version 2) stays in
+/// force, in every order.
+#[test]
+fn a_password_change_handled_late_does_not_put_a_replaced_password_back() {
+    let ann = account(0, 1);
+    let created = entry(1, 1, 10, create(0, 1));
+    let resent = entry(3, 1, 30, change_password(0, 1, 2, 1));
+    let third = entry(3, 2, 40, change_password(0, 1, 3, 2));
+    let late = entry(2, 1, 50, change_password(0, 1, 2, 1));
+    let logs = [vec![created], vec![late], vec![resent, third.clone()]];
+    let mut states = Vec::new();
+    for picks in [
+        [0, 0, 0, 0],
+        [1, 0, 0, 0],
+        [2, 0, 0, 0],
+        [2, 2, 0, 0],
+        [2, 2, 1, 0],
+        [1, 1, 1, 1],
+        [2, 1, 0, 1],
+        [0, 1, 0, 0],
+    ] {
+        let order = interleave(&logs, &picks);
+        let (kv, log) = apply_logged(&order);
+        match query::account_status(&kv, ann).unwrap() {
+            AccountStatus::Active(rec) => assert_eq!(rec.password_hash, "new-3", "{order:?}"),
+            other => panic!("{order:?}: {other:?}"),
+        }
+        assert_eq!(log[&(3, 2)], third, "{order:?}");
+        assert_eq!(log[&(2, 1)].op, Op::Superseded, "{order:?}");
+        assert_eq!(log[&(3, 1)].op, Op::Superseded, "{order:?}");
+        let replayed: Vec<Entry> = log.values().cloned().collect();
+        assert_eq!(apply_all(&replayed), kv, "{order:?}");
+        states.push(kv);
+    }
+    assert!(states.windows(2).all(|w| w[0] == w[1]));
+    // Ranked by stamp alone (as before versions: every change version 0),
+    // the late copy would have won.
+    let unversioned = apply_all(&[
+        entry(1, 1, 10, create(0, 1)),
+        entry(3, 1, 30, change_password(0, 1, 2, 0)),
+        entry(3, 2, 40, change_password(0, 1, 3, 0)),
+        entry(2, 1, 50, change_password(0, 1, 2, 0)),
+    ]);
+    let rec = query::account(&unversioned, ann).unwrap().unwrap();
+    assert_eq!(rec.password_hash, "new-2");
+}
+
+#[test]
+fn a_password_record_of_version_0_is_a_bare_stamp() {
+    use super::records::{PasswordInForce, encode};
+    let stamp = crate::entry::Stamp {
+        hlc: 77,
+        origin: 2,
+        seq: 9,
+    };
+    let old = PasswordInForce { version: 0, stamp };
+    assert_eq!(old.encode(), encode(&stamp), "as log format 3 stored it");
+    assert_eq!(PasswordInForce::decode(&old.encode()), Ok(old));
+    let new = PasswordInForce { version: 4, stamp };
+    assert_eq!(PasswordInForce::decode(&new.encode()), Ok(new));
+    let mut trailing = new.encode();
+    trailing.push(0);
+    assert!(PasswordInForce::decode(&trailing).is_err());
 }
 
 // ---- convergence property -------------------------------------------------
@@ -567,7 +671,8 @@ fn arb_op_among(names: usize, rids: u8) -> impl Strategy<Value = Op> {
             .prop_map(|(account, messages)| Op::MarkRead { account, messages }),
         2 => (acct.clone(), prop::collection::vec(msg, 1..4))
             .prop_map(|(account, messages)| Op::DeleteMessages { account, messages }),
-        1 => (0..names, 1..rids, 0..3u8).prop_map(|(n, r, p)| change_password(n, r, p)),
+        1 => (0..names, 1..rids, 0..3u8, 0..3u64)
+            .prop_map(|(n, r, p, v)| change_password(n, r, p, v)),
         1 => acct.prop_map(|account| Op::DeleteAccount { account }),
     ]
 }
@@ -715,7 +820,7 @@ proptest! {
                             hashes.entry(*account).or_insert_with(Vec::new).push(password_hash.clone());
                         }
                     }
-                    Op::ChangePassword { account, password_hash } => {
+                    Op::ChangePassword { account, password_hash, .. } => {
                         let rec = query::account(&a, *account).unwrap().unwrap();
                         prop_assert!(!rec.deleted, "a deleted account's new hash is still logged: {:?}", e);
                         hashes.entry(*account).or_insert_with(Vec::new).push(password_hash.clone());

@@ -620,8 +620,10 @@ pub struct Passwords {
     /// not acknowledged (they may have landed).
     pub allowed: Vec<String>,
     /// Passwords in force before the last acknowledged change, newest
-    /// first: that change has a later stamp than every earlier one, so none
-    /// of them may open the account any more.
+    /// first: that change outranks every earlier one (a higher version --
+    /// it replaced the password they set -- and, where they were made
+    /// before it, a later stamp), so none of them may open the account any
+    /// more.
     pub replaced: Vec<String>,
     /// Tokens of sessions acknowledged changes ended.
     pub ended_sessions: Vec<String>,
@@ -911,6 +913,7 @@ mod tests {
         let change = |account| Logged::ChangePassword {
             account,
             password_hash: "$argon2id$new".into(),
+            version: 1,
         };
         let log = numbered([
             // ann: the creation's hash replaced, as erasure leaves it: fine.
