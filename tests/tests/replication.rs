@@ -925,6 +925,17 @@ async fn a_changed_password_ends_old_sessions_everywhere_and_leaves_one_hash_log
         ))
         .await;
     expect_code(stolen, Code::Unauthenticated);
+    // Nor by naming the password in force under another request id: that
+    // change was not its own (as when another device signs the others out).
+    let other = c2
+        .change_password(change(
+            &ann.token,
+            "first-password",
+            "second-password",
+            rid(),
+        ))
+        .await;
+    expect_code(other, Code::Unauthenticated);
 
     // A second change, through another replica, replaces the first.
     let again = c2

@@ -8,11 +8,13 @@
 //! carries its replacement.
 //!
 //! A retry after a failover may arrive with the old token once the change
-//! went through: it is answered with a new session if it carries the new
-//! password, which is then the one in force -- the same answer the first
-//! try would have had. The same holds when the change went through while
-//! this try waited for the writer: a change only ever replaces the password
-//! its session was checked against (`state::check`).
+//! went through: it is answered with a new session if the change in force
+//! is its own (same request id) and it carries the new password -- the same
+//! answer the first try would have had. The same holds when the change went
+//! through while this try waited for the writer: a change only ever
+//! replaces the password its session was checked against (`state::check`).
+//! Any other change in force, even one to the same password (another device
+//! signing the others out), has ended the session.
 
 use chat_shared::limits::PASSWORD_MAX_BYTES;
 use chat_shared::proto::{AuthResponse, ChangePasswordRequest};
@@ -21,6 +23,7 @@ use tonic::Request;
 
 use super::{ApiError, Context, Session, account_proto, request_id};
 use crate::auth::SessionError;
+use crate::ids::RequestId;
 use crate::state::{Command, CommandError, query};
 use crate::writer::WriteError;
 
@@ -37,7 +40,7 @@ pub async fn handle(
         return Err(ValidationError::PasswordTooLong.into());
     }
     if !current {
-        return already_changed(ctx, session, address, req.new_password).await;
+        return already_changed(ctx, session, address, req.new_password, rid).await;
     }
     let name = session.record.username.clone();
     let in_force = session.record.password_hash.clone();
@@ -66,12 +69,7 @@ pub async fn handle(
         Err(WriteError::Command(CommandError::PasswordChanged)) => {
             // Changed since the session was checked: by this request's
             // earlier try, perhaps, which another replica relayed meanwhile.
-            let record = match query::account(&ctx.store.reader(), session.account)? {
-                Some(record) if !record.deleted => record,
-                _ => return Err(CommandError::CallerGone.into()),
-            };
-            let session = Session { record, ..session };
-            return already_changed(ctx, session, address, req.new_password).await;
+            return already_changed(ctx, session, address, req.new_password, rid).await;
         }
         Err(e) => return Err(e.into()),
     }
@@ -83,24 +81,41 @@ pub async fn handle(
     answer(ctx, session)
 }
 
-/// The answer when the password in force (in `session.record`) is no
-/// longer the one the caller's token was issued under: a new session if it
-/// is the new password asked for -- a retry of a change that went through --
-/// else the session has ended.
+/// The answer when the password in force is no longer the one the
+/// caller's token was issued under: a new session if the change in force is
+/// this very request's (a retry of a change that went through, here or on
+/// another replica), else the session has ended -- also when the change in
+/// force sets the same password: another device signing the others out.
 async fn already_changed(
     ctx: &Context,
     session: Session,
     address: Option<std::net::IpAddr>,
     new_password: String,
+    rid: RequestId,
 ) -> Result<AuthResponse, ApiError> {
-    // Throttled like every password check: an old token must not become a
-    // way to guess the new password.
-    let in_force = Some(session.record.password_hash.clone());
+    let reader = ctx.store.reader();
+    let record = match query::account_status(&reader, session.account)? {
+        query::AccountStatus::Active(record) => record,
+        _ => return Err(CommandError::CallerGone.into()),
+    };
+    let ours = match query::password_in_force(&reader, session.account)? {
+        Some(change) => ctx
+            .store
+            .entry(change.stamp.origin, change.stamp.seq)?
+            .is_some_and(|e| e.request_id == rid),
+        None => false,
+    };
+    if !ours {
+        return Err(SessionError::PasswordChanged.into());
+    }
+    // Throttled like every password check: an old token and a request id
+    // must not become a way to guess the new password.
+    let in_force = Some(record.password_hash.clone());
     if ctx
-        .check_password(&session.record.username, address, new_password, in_force)
+        .check_password(&record.username, address, new_password, in_force)
         .await?
     {
-        answer(ctx, session)
+        answer(ctx, Session { record, ..session })
     } else {
         Err(SessionError::PasswordChanged.into())
     }

@@ -620,10 +620,14 @@ pub struct Passwords {
     /// not acknowledged (they may have landed).
     pub allowed: Vec<String>,
     /// Passwords in force before the last acknowledged change, newest
-    /// first: that change outranks every earlier one (a higher version --
-    /// it replaced the password they set -- and, where they were made
-    /// before it, a later stamp), so none of them may open the account any
-    /// more.
+    /// first: that change outranks every earlier one (a higher version than
+    /// those it replaced; a later stamp than those made on the same
+    /// password before it), so none of them may open the account any more.
+    /// (Except in a case docs/replication.md's "Known limits" leaves: a
+    /// change never acknowledged, handled late by a replica that hung with
+    /// it and heard of nothing since, beats the next change on the same
+    /// password. The workload's clients never log in with an older
+    /// password, so the partition case listed there does not arise.)
     pub replaced: Vec<String>,
     /// Tokens of sessions acknowledged changes ended.
     pub ended_sessions: Vec<String>,
