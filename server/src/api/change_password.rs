@@ -52,7 +52,10 @@ pub async fn handle(
             "the current password is incorrect; the password was not changed".into(),
         ));
     }
-    let password_hash = ctx.passwords.hash(req.new_password.clone()).await?;
+    let password_hash = ctx
+        .passwords
+        .hash(req.new_password.clone(), session.account, rid)
+        .await?;
     let submitted = ctx
         .writer
         .submit(

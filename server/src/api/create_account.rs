@@ -36,7 +36,10 @@ pub async fn handle(
             // flood the log.
             tracing::warn!(address = ?address, "sign-ups used up; further ones are limited");
         }
-        let password_hash = ctx.passwords.hash(req.password.clone()).await?;
+        let password_hash = ctx
+            .passwords
+            .hash(req.password.clone(), account, rid)
+            .await?;
         ctx.writer
             .submit(
                 rid,

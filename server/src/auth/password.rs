@@ -1,5 +1,14 @@
 //! Password hashing with argon2id (the argon2 crate's defaults: OWASP's
-//! recommended 19 MiB, 2 passes, 1 lane) and a random salt per hash.
+//! recommended 19 MiB, 2 passes, 1 lane).
+//!
+//! The server salts a hash with its request: the salt is derived from the
+//! account and the request id (16 random bytes the client draws per user
+//! action). Two copies of one request -- a retry that reached two replicas,
+//! or one a hung replica handled late -- thus store the *same* hash, and a
+//! session issued under one copy's hash stays valid whichever copy the
+//! replicas keep; every other request, changing to the same password
+//! included, still gets a salt of its own (so "sign out other devices"
+//! still makes a new hash). A salt only has to be unique, not secret.
 //!
 //! Hashing is deliberately slow (tens of milliseconds), so it runs on the
 //! blocking pool, at most one per core at a time: a burst of logins queues
@@ -12,6 +21,8 @@ use std::sync::Arc;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use tokio::sync::Semaphore;
+
+use crate::ids::{AccountId, RequestId};
 
 #[derive(Clone)]
 pub struct Passwords {
@@ -35,14 +46,21 @@ impl Passwords {
         })
     }
 
-    /// A PHC string for `password`.
-    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+    /// A PHC string for `password`, set on `account` by request `request`
+    /// (which salts it: see the module doc).
+    pub async fn hash(
+        &self,
+        password: String,
+        account: AccountId,
+        request: RequestId,
+    ) -> Result<String, HashError> {
+        let salt = request_salt(account, &request);
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(move || hash_blocking(&password))
+        tokio::task::spawn_blocking(move || hash_with_salt(&password, &salt))
             .await
             .map_err(|e| HashError(e.to_string()))?
     }
@@ -66,11 +84,28 @@ impl Passwords {
     }
 }
 
-/// Hashes on the calling thread (for tools that build data directories;
-/// the server uses [`Passwords::hash`]).
+/// Hashes on the calling thread with a random salt (for tools that build
+/// data directories; the server uses [`Passwords::hash`]).
 pub fn hash_blocking(password: &str) -> Result<String, HashError> {
     Argon2::default()
         .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| HashError(e.to_string()))
+}
+
+/// The salt of a hash set on `account` by request `request`.
+fn request_salt(account: AccountId, request: &RequestId) -> [u8; 16] {
+    let mut hasher = blake3::Hasher::new_derive_key("chat password salt v1");
+    hasher.update(&account.0);
+    hasher.update(request);
+    let mut salt = [0; 16];
+    hasher.finalize_xof().fill(&mut salt);
+    salt
+}
+
+fn hash_with_salt(password: &str, salt: &[u8]) -> Result<String, HashError> {
+    Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), salt)
         .map(|h| h.to_string())
         .map_err(|e| HashError(e.to_string()))
 }
@@ -80,12 +115,24 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn hashes_are_argon2id_salted_and_verify() {
+    async fn hashes_are_argon2id_salted_by_their_request_and_verify() {
         let p = Passwords::new().unwrap();
-        let a = p.hash("correct horse".into()).await.unwrap();
-        let b = p.hash("correct horse".into()).await.unwrap();
+        let (ann, bob) = (AccountId([1; 16]), AccountId([2; 16]));
+        let hash = |account, request: [u8; 16]| p.hash("correct horse".into(), account, request);
+        let a = hash(ann, [7; 16]).await.unwrap();
         assert!(a.starts_with("$argon2id$"));
-        assert_ne!(a, b, "salted");
+        assert_eq!(
+            hash(ann, [7; 16]).await.unwrap(),
+            a,
+            "two copies of one request store one hash"
+        );
+        assert_ne!(hash(ann, [8; 16]).await.unwrap(), a, "another request");
+        assert_ne!(hash(bob, [7; 16]).await.unwrap(), a, "another account");
+        assert_ne!(
+            hash_blocking("correct horse").unwrap(),
+            hash_blocking("correct horse").unwrap(),
+            "tools salt at random"
+        );
         assert!(!a.contains("correct horse"));
         assert!(p.verify("correct horse".into(), Some(a.clone())).await);
         assert!(!p.verify("wrong horse".into(), Some(a)).await);
