@@ -3,8 +3,9 @@
 //!
 //! Every other session of the account ends, on every replica that has
 //! applied the change: a token carries a fingerprint of the password hash it
-//! was issued under (`auth::session`), and the new hash has a new salt, so
-//! no earlier token matches it. The caller's own token ends too; the answer
+//! was issued under (`auth::session`), and the new hash has a salt of its
+//! own (derived from the request and the hash it replaces:
+//! `auth::password`), so no earlier token matches it. The caller's own token ends too; the answer
 //! carries its replacement.
 //!
 //! A retry after a failover may arrive with the old token once the change
@@ -54,7 +55,7 @@ pub async fn handle(
     }
     let password_hash = ctx
         .passwords
-        .hash(req.new_password.clone(), session.account, rid)
+        .hash(req.new_password.clone(), session.account, rid, &in_force)
         .await?;
     let submitted = ctx
         .writer

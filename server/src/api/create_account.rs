@@ -38,7 +38,7 @@ pub async fn handle(
         }
         let password_hash = ctx
             .passwords
-            .hash(req.password.clone(), account, rid)
+            .hash(req.password.clone(), account, rid, "")
             .await?;
         ctx.writer
             .submit(

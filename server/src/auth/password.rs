@@ -2,13 +2,17 @@
 //! recommended 19 MiB, 2 passes, 1 lane).
 //!
 //! The server salts a hash with its request: the salt is derived from the
-//! account and the request id (16 random bytes the client draws per user
-//! action). Two copies of one request -- a retry that reached two replicas,
-//! or one a hung replica handled late -- thus store the *same* hash, and a
-//! session issued under one copy's hash stays valid whichever copy the
-//! replicas keep; every other request, changing to the same password
-//! included, still gets a salt of its own (so "sign out other devices"
-//! still makes a new hash). A salt only has to be unique, not secret.
+//! account, the request id (16 random bytes the client draws per user
+//! action) and the hash the request replaces (none for a creation; for a
+//! change, the one `state::check` makes every copy of it replace). Two
+//! copies of one request -- a retry that reached two replicas, or one a
+//! hung replica handled late -- thus store the *same* hash, and a session
+//! issued under one copy's hash stays valid whichever copy the replicas
+//! keep; every other request, changing to the same password included, gets
+//! a salt of its own (so "sign out other devices" makes a new hash), and
+//! no change can bring back a hash the account had before, even from a
+//! client that reused a request id. A salt only has to be unique, not
+//! secret.
 //!
 //! Hashing is deliberately slow (tens of milliseconds), so it runs on the
 //! blocking pool, at most one per core at a time: a burst of logins queues
@@ -47,14 +51,16 @@ impl Passwords {
     }
 
     /// A PHC string for `password`, set on `account` by request `request`
-    /// (which salts it: see the module doc).
+    /// in place of the hash `replaces` ("" for a creation), which salt it
+    /// (see the module doc).
     pub async fn hash(
         &self,
         password: String,
         account: AccountId,
         request: RequestId,
+        replaces: &str,
     ) -> Result<String, HashError> {
-        let salt = request_salt(account, &request);
+        let salt = request_salt(account, &request, replaces);
         let _permit = self
             .permits
             .acquire()
@@ -93,11 +99,13 @@ pub fn hash_blocking(password: &str) -> Result<String, HashError> {
         .map_err(|e| HashError(e.to_string()))
 }
 
-/// The salt of a hash set on `account` by request `request`.
-fn request_salt(account: AccountId, request: &RequestId) -> [u8; 16] {
+/// The salt of a hash set on `account` by request `request` in place of
+/// the hash `replaces`.
+fn request_salt(account: AccountId, request: &RequestId, replaces: &str) -> [u8; 16] {
     let mut hasher = blake3::Hasher::new_derive_key("chat password salt v1");
     hasher.update(&account.0);
     hasher.update(request);
+    hasher.update(replaces.as_bytes());
     let mut salt = [0; 16];
     hasher.finalize_xof().fill(&mut salt);
     salt
@@ -118,16 +126,31 @@ mod tests {
     async fn hashes_are_argon2id_salted_by_their_request_and_verify() {
         let p = Passwords::new().unwrap();
         let (ann, bob) = (AccountId([1; 16]), AccountId([2; 16]));
-        let hash = |account, request: [u8; 16]| p.hash("correct horse".into(), account, request);
-        let a = hash(ann, [7; 16]).await.unwrap();
+        let hash = |account, request: [u8; 16], replaces: &'static str| {
+            p.hash("correct horse".into(), account, request, replaces)
+        };
+        let a = hash(ann, [7; 16], "$argon2id$old").await.unwrap();
         assert!(a.starts_with("$argon2id$"));
         assert_eq!(
-            hash(ann, [7; 16]).await.unwrap(),
+            hash(ann, [7; 16], "$argon2id$old").await.unwrap(),
             a,
             "two copies of one request store one hash"
         );
-        assert_ne!(hash(ann, [8; 16]).await.unwrap(), a, "another request");
-        assert_ne!(hash(bob, [7; 16]).await.unwrap(), a, "another account");
+        assert_ne!(
+            hash(ann, [8; 16], "$argon2id$old").await.unwrap(),
+            a,
+            "another request"
+        );
+        assert_ne!(
+            hash(bob, [7; 16], "$argon2id$old").await.unwrap(),
+            a,
+            "another account"
+        );
+        assert_ne!(
+            hash(ann, [7; 16], "$argon2id$other").await.unwrap(),
+            a,
+            "the same request id on another password: no hash comes back"
+        );
         assert_ne!(
             hash_blocking("correct horse").unwrap(),
             hash_blocking("correct horse").unwrap(),

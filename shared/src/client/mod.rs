@@ -668,8 +668,8 @@ impl<C: Connector, T: Timer> Client<C, T> {
 
     /// Ends every other session of the account -- a lost phone, a shared
     /// computer -- and keeps this one: a password change to the same
-    /// password (a new hash with a new salt, which no other token was
-    /// issued under; docs/protocol.md).
+    /// password (a new request, so a new hash with a salt of its own,
+    /// which no other token was issued under; docs/protocol.md).
     pub async fn sign_out_other_devices(&self, password: &str) -> Result<(), CallError> {
         self.change_password(password, password).await
     }
