@@ -20,6 +20,22 @@ fn send_req(to: &str, body: &str) -> proto::SendMessageRequest {
     }
 }
 
+fn change(
+    token: &str,
+    current: &str,
+    new: &str,
+    request_id: Vec<u8>,
+) -> tonic::Request<proto::ChangePasswordRequest> {
+    authed(
+        token,
+        proto::ChangePasswordRequest {
+            request_id,
+            current_password: current.into(),
+            new_password: new.into(),
+        },
+    )
+}
+
 fn id(a: &proto::AuthResponse) -> String {
     a.account.as_ref().unwrap().id.clone()
 }
@@ -789,16 +805,6 @@ async fn a_changed_password_ends_old_sessions_everywhere_and_leaves_one_hash_log
     let mut cluster = TestCluster::start("repl-password", 3).await;
     let ann = register(&mut cluster.r(1).client().await, "ann", "first-password").await;
     let bob = register(&mut cluster.r(2).client().await, "bob", "bob-password").await;
-    let change = |token: &str, current: &str, new: &str, request_id: Vec<u8>| {
-        authed(
-            token,
-            proto::ChangePasswordRequest {
-                request_id,
-                current_password: current.into(),
-                new_password: new.into(),
-            },
-        )
-    };
     let login = |password: &str| proto::LoginRequest {
         username: "ann".into(),
         password: password.into(),
@@ -1024,16 +1030,6 @@ async fn a_password_change_handled_late_by_a_hung_replica_does_not_undo_a_later_
     let ann = register(&mut c1, "ann", "first-password").await;
     let bob = register(&mut c2, "bob", "bob-password").await;
     cluster.converge(CONVERGE).await;
-    let change = |token: &str, current: &str, new: &str, request_id: Vec<u8>| {
-        authed(
-            token,
-            proto::ChangePasswordRequest {
-                request_id,
-                current_password: current.into(),
-                new_password: new.into(),
-            },
-        )
-    };
 
     // Replica 1 hangs; a write through replica 2 waits out the relay
     // deadline and writes it off, so nothing more is relayed to it.
