@@ -5,8 +5,8 @@
 //! applied the change: a token carries a fingerprint of the password hash it
 //! was issued under (`auth::session`), and the new hash has a salt of its
 //! own (derived from the request and the hash it replaces:
-//! `auth::password`), so no earlier token matches it. The caller's own token ends too; the answer
-//! carries its replacement.
+//! `auth::password`), so no earlier token matches it. The caller's own
+//! token ends too; the answer carries its replacement.
 //!
 //! A retry after a failover may arrive with the old token once the change
 //! went through: it is answered with a new session if the change in force
